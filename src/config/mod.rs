@@ -1,0 +1,338 @@
+//! Configuration: TOML in two stages.
+//!
+//! 1. `file.rs` deserializes the text into raw serde structs that reject
+//!    unknown keys and remember where each value was written.
+//! 2. `validate.rs` turns the raw structs into the typed [`Config`] below,
+//!    checking meaning (schemes, prefixes, references, addresses) and
+//!    collecting every problem as a [`ConfigError`] with its key path and
+//!    `line:column`, so one run of `portero check` lists them all.
+//!
+//! Command-line flags are applied to the typed config by [`Overrides`], with
+//! the same validators, after the file.
+
+mod file;
+mod types;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use types::{RoutePrefix, UpstreamUrl, parse_duration, parse_size};
+pub use validate::Overrides;
+
+use crate::routing::host::HostName;
+
+/// The default configuration, compiled in from `config/portero.toml` so the
+/// file and the embedded default can never differ.
+pub const DEFAULT_TOML: &str = include_str!("../../config/portero.toml");
+
+/// Where a config came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Embedded,
+    File(PathBuf),
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Embedded => f.write_str("<embedded default>"),
+            Source::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Dev,
+    Staging,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Source,
+    pub profile: Profile,
+    pub server: ServerConfig,
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
+    pub routes: Vec<Route>,
+    pub spa: SpaConfig,
+    pub tenants: TenantConfig,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    pub header_read_timeout: Duration,
+    pub keep_alive: bool,
+    pub http2_prior_knowledge: bool,
+    pub shutdown_timeout: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub url: UpstreamUrl,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub wait_for: Duration,
+    pub ca: Option<PathBuf>,
+    pub insecure_skip_verify: bool,
+}
+
+/// What `Host` the upstream receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostMode {
+    /// The browser's host without port (django-tenants needs this).
+    StripPort,
+    /// The browser's host exactly as sent.
+    Preserve,
+    /// The upstream's own authority (webpack's `changeOrigin`).
+    Upstream,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// Proxy to the named upstream.
+    Upstream(String),
+    /// The single-page app (`[spa]`).
+    Spa,
+    /// A plain static directory.
+    Static(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: RoutePrefix,
+    pub exact: bool,
+    pub target: RouteTarget,
+    pub host: HostMode,
+    pub strip_prefix: bool,
+    pub rewrite: Option<RoutePrefix>,
+    /// `None`: unlimited.
+    pub body_limit: Option<u64>,
+    /// Overrides the upstream's response timeout.
+    pub response_timeout: Option<Duration>,
+    pub websocket: bool,
+    /// `None`: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Route {
+    /// A label for logs: `/api` or `=/ws` for exact routes.
+    pub fn label(&self) -> String {
+        if self.exact {
+            format!("={}", self.prefix)
+        } else {
+            self.prefix.to_string()
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpaSource {
+    Dir(PathBuf),
+    /// The name of the synthesised upstream (`spa-dev-server`) to proxy to.
+    DevServer(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SpaConfig {
+    pub source: SpaSource,
+    pub history_fallback: bool,
+    pub live_reload: bool,
+    pub memory_cache: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    pub base_domain: Option<HostName>,
+    pub local_suffixes: Vec<HostName>,
+    pub allowed_hosts: Vec<HostPattern>,
+    pub header: Option<http::HeaderName>,
+    pub overrides: BTreeMap<String, TenantOverride>,
+}
+
+/// An allowed-host entry: an exact name or `*.` and a suffix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(HostName),
+    Wildcard(HostName),
+}
+
+impl HostPattern {
+    pub fn matches(&self, host: &HostName) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Wildcard(suffix) => host.label_below(suffix).is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TenantOverride {
+    pub upstream: Option<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub certs: Vec<CertPaths>,
+    pub redirect_http: bool,
+    pub hsts_max_age: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertPaths {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// One problem in a config, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Key path such as `routes[2].upstream`, or a flag such as `--backend`.
+    pub key: String,
+    /// Byte range in the source, when the problem is in the file.
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(key: &str, span: Option<Range<usize>>, message: String) -> Self {
+        Self {
+            key: key.to_string(),
+            span,
+            message,
+        }
+    }
+
+    /// From a TOML parse or serde error inside the section at `key`; an
+    /// unknown field's name is appended to the key path.
+    fn from_toml(key: &str, e: &toml::de::Error) -> Self {
+        let message = e.message().trim().to_string();
+        let field = message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name);
+        let key = match field {
+            Some(name) if !key.is_empty() => format!("{key}.{name}"),
+            _ => key.to_string(),
+        };
+        Self::new(&key, e.span(), message)
+    }
+}
+
+/// Every problem found in one config, renderable as one line per problem:
+/// `config/portero.toml:14:9: routes[2].upstream: no upstream named "bakend" (known: backend)`.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigErrors {
+    pub origin: Source,
+    pub text: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match &e.span {
+                Some(span) => {
+                    let (line, col) = line_col(&self.text, span.start);
+                    write!(f, "{}:{line}:{col}: ", self.origin)?;
+                }
+                // Flags have no place in the file.
+                None if e.key.starts_with("--") => {}
+                None => write!(f, "{}: ", self.origin)?,
+            }
+            if e.key.is_empty() {
+                write!(f, "{}", e.message)?;
+            } else {
+                write!(f, "{}: {}", e.key, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of byte offset `at`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let at = at.min(text.len());
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = text[line_start..at].chars().count() + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Parses and validates config text.
+    pub fn from_str(text: &str, source: Source) -> Result<Config, ConfigErrors> {
+        validate::load(text, source.clone()).map_err(|errors| ConfigErrors {
+            origin: source,
+            text: text.to_string(),
+            errors,
+        })
+    }
+
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        // A unit test validates the embedded default, so this cannot fail in
+        // a tested build.
+        Config::from_str(DEFAULT_TOML, Source::Embedded)
+            .unwrap_or_else(|e| panic!("the embedded default config is invalid:\n{e}"))
+    }
+
+    /// Config discovery: `explicit`, else `./portero.toml` if present, else
+    /// the embedded default.
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, LoadError> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let local = PathBuf::from("portero.toml");
+                if !local.exists() {
+                    return Ok(Config::embedded());
+                }
+                local
+            }
+        };
+        Config::load_file(&path)
+    }
+
+    pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        Ok(Config::from_str(&text, Source::File(path.to_path_buf()))?)
+    }
+
+    /// The upstream a route points at, if it is an upstream route.
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.get(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,303 @@
+//! Config loading: valid files, every error at once with positions, flags.
+
+use super::*;
+
+fn load(text: &str) -> Result<Config, ConfigErrors> {
+    Config::from_str(text, Source::File("test.toml".into()))
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .expect_err("config should be invalid")
+        .to_string()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn embedded_default_is_the_config_file_and_is_valid() {
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/portero.toml"))
+            .expect("config/portero.toml exists");
+    assert_eq!(on_disk, DEFAULT_TOML);
+    let c = Config::embedded();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(
+        c.upstreams["backend"].url.to_string(),
+        "http://127.0.0.1:8000"
+    );
+    let prefixes: Vec<String> = c.routes.iter().map(|r| r.prefix.to_string()).collect();
+    assert_eq!(
+        prefixes,
+        ["/api", "/admin", "/static", "/media", "/ws", "/"]
+    );
+    assert_eq!(c.spa.source, SpaSource::Dir("./dist".into()));
+    assert!(c.spa.live_reload);
+    assert_eq!(c.upstreams["backend"].wait_for, Duration::from_secs(10));
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Config::load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "no example configs found");
+}
+
+#[test]
+fn a_valid_file() {
+    let c = load(
+        r#"
+profile = "staging"
+[server]
+listen = ["0.0.0.0:8080", "[::1]:9090"]
+header_read_timeout = "5s"
+trusted_proxies = ["10.0.0.0/8", "192.168.1.1"]
+[upstreams.backend]
+url = "http://localhost:8000"
+[upstreams.branch]
+url = "https://127.0.0.1:8001/base/"
+wait_for = "3s"
+[[routes]]
+prefix = "/api/"
+upstream = "backend"
+body_limit = "10MB"
+host = "preserve"
+[[routes]]
+prefix = "/ws"
+exact = true
+upstream = "branch"
+[[routes]]
+prefix = "/files"
+static_dir = "./files"
+[[routes]]
+prefix = "/"
+spa = true
+[spa]
+root = "app/dist"
+[tenants]
+base_domain = "Chalanpro.NET."
+allowed_hosts = ["*.example.com", "lan.box"]
+header = "X-Tenant"
+[tenants.overrides.acme]
+upstream = "branch"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.profile, Profile::Staging);
+    assert_eq!(c.server.listen.len(), 2);
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.trusted_proxies.len(), 2);
+    assert_eq!(c.upstreams["backend"].wait_for, Duration::ZERO);
+    assert_eq!(c.upstreams["branch"].wait_for, Duration::from_secs(3));
+    assert_eq!(c.routes[0].prefix.as_str(), "/api");
+    assert_eq!(c.routes[0].body_limit, Some(10_000_000));
+    assert_eq!(c.routes[0].host, HostMode::Preserve);
+    assert!(c.routes[1].exact);
+    assert_eq!(c.routes[2].target, RouteTarget::Static("./files".into()));
+    assert!(!c.spa.live_reload, "staging turns live reload off");
+    assert_eq!(
+        c.tenants.base_domain.as_ref().unwrap().as_str(),
+        "chalanpro.net"
+    );
+    assert_eq!(c.tenants.allowed_hosts.len(), 2);
+    assert_eq!(
+        c.tenants.overrides["acme"].upstream.as_deref(),
+        Some("branch")
+    );
+}
+
+#[test]
+fn several_errors_are_all_reported_with_positions() {
+    let text = r#"[server]
+listen = "nowhere"
+
+[upstreams.backend]
+url = "ftp://127.0.0.1:8000"
+
+[[routes]]
+prefix = "api"
+upstream = "backend"
+
+[[routes]]
+prefix = "/admin"
+upstream = "bakend"
+
+[[routes]]
+prefix = "/x"
+"#;
+    let errs = errors(text);
+    assert_eq!(errs.len(), 5, "{errs:#?}");
+    let expect = [
+        "test.toml:2:10: server.listen[0]:",
+        "test.toml:5:7: upstreams.backend.url:",
+        "test.toml:8:10: routes[0].prefix:",
+        "test.toml:13:12: routes[1].upstream: no upstream named \"bakend\" (known: backend)",
+        "test.toml:15:1: routes[2]: no target",
+    ];
+    for want in expect {
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected_without_hiding_other_errors() {
+    let errs = errors(
+        r#"
+[server]
+lisen = "127.0.0.1:8080"
+[upstreams.backend]
+url = "http://127.0.0.1:8000"
+[[routes]]
+prefix = "/api"
+upstream = "backend"
+fooo = 1
+[[routes]]
+prefix = "/admin"
+upstream = "nope"
+[surprise]
+"#,
+    );
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(
+        errs[0].contains("test.toml:3:1: server.lisen: unknown field `lisen`"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].contains("test.toml:9:1: routes[0].fooo: unknown field `fooo`"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("routes[1].upstream: no upstream named \"nope\" (known: backend)"))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("test.toml:13:2: surprise: unknown key"))
+    );
+}
+
+#[test]
+fn syntax_errors_have_positions() {
+    let errs = errors("[server\nlisten = 1\n");
+    assert!(errs[0].starts_with("test.toml:1:"), "{errs:#?}");
+}
+
+#[test]
+fn meaning_is_checked() {
+    let errs = errors(
+        r#"
+profile = "prod"
+[upstreams.backend]
+url = "127.0.0.1:8000"
+[upstreams.other]
+[[routes]]
+prefix = "/a"
+spa = true
+upstream = "backend"
+[[routes]]
+prefix = "/b"
+static_dir = "x"
+body_limit = "1MB"
+[[routes]]
+prefix = "/c/../d"
+spa = true
+[[routes]]
+prefix = "/b/"
+spa = true
+[tenants]
+base_domain = "bad domain"
+header = "X Tenant"
+"#,
+    );
+    let want = [
+        "profile: unknown profile",
+        "upstreams.backend.url: \"127.0.0.1:8000\" has no scheme",
+        "upstreams.other: missing `url`",
+        "routes[0]: several targets",
+        "routes[1].body_limit: only applies to `upstream` routes",
+        "routes[2].prefix:",
+        "routes[3].prefix: prefix \"/b\" is already used by routes[1]",
+        "tenants.base_domain:",
+        "tenants.header:",
+    ];
+    for w in want {
+        assert!(
+            errs.iter().any(|e| e.contains(w)),
+            "missing {w:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let mut c = load(
+        r#"
+[server]
+listen = "0.0.0.0:9000"
+[upstreams.backend]
+url = "http://127.0.0.1:8000"
+wait_for = "2s"
+[spa]
+root = "app/dist"
+"#,
+    )
+    .unwrap();
+    Overrides {
+        listen: Some("127.0.0.1:0".into()),
+        backend: Some("http://127.0.0.1:9999".into()),
+        spa: Some("other/dist".into()),
+        base_domain: Some("example.net".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(c.server.listen, vec!["127.0.0.1:0".parse().unwrap()]);
+    let backend = &c.upstreams["backend"];
+    assert_eq!(backend.url.to_string(), "http://127.0.0.1:9999");
+    assert_eq!(
+        backend.wait_for,
+        Duration::from_secs(2),
+        "other upstream settings kept"
+    );
+    assert_eq!(c.spa.source, SpaSource::Dir("other/dist".into()));
+    assert_eq!(c.tenants.base_domain.unwrap().as_str(), "example.net");
+}
+
+#[test]
+fn bad_flags_are_named() {
+    let mut c = Config::embedded();
+    let errs = Overrides {
+        listen: Some("nope".into()),
+        backend: Some("ftp://x".into()),
+        tls_listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap_err();
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["--listen", "--backend", "--tls-listen"]);
+}
+
+#[test]
+fn spa_flag_accepts_a_dev_server_url() {
+    let mut c = Config::embedded();
+    Overrides {
+        spa: Some("http://127.0.0.1:5173".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(c.spa.source, SpaSource::DevServer("spa-dev-server".into()));
+    assert!(c.upstreams.contains_key("spa-dev-server"));
+}

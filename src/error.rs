@@ -1,0 +1,227 @@
+//! The library's error type for request handling, and its one mapping to an
+//! HTTP status, classified by whose fault it is.
+//!
+//! Every failure a request can meet ends up as an [`Error`]; [`Error::status`]
+//! is the only place that decides which status the client sees, and it has no
+//! catch-all arm, so a new variant cannot ship without a decision.
+
+use http::StatusCode;
+
+/// Who caused a failed request. Logged with every error and used to pick the
+/// log level: client faults are routine, upstream faults are the backend's
+/// business, gateway faults are portero's bugs or its environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Gateway,
+}
+
+impl Fault {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Client => "client",
+            Fault::Upstream => "upstream",
+            Fault::Gateway => "gateway",
+        }
+    }
+}
+
+/// Why a request could not be answered normally.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+
+    #[error("invalid Host header {host:?}: {reason}")]
+    InvalidHost { host: String, reason: &'static str },
+
+    #[error("host {host:?} is not served here")]
+    UnknownHost { host: String },
+
+    #[error("no route for {path}")]
+    NoRoute { path: String },
+
+    #[error("not found: {path}")]
+    NotFound { path: String },
+
+    #[error("method {method} is not allowed here (allowed: {allow})")]
+    MethodNotAllowed {
+        method: http::Method,
+        allow: &'static str,
+    },
+
+    #[error("request body is larger than the limit of {limit} bytes for route {route}")]
+    PayloadTooLarge { route: String, limit: u64 },
+
+    #[error("upstream {upstream} ({url}): {cause}")]
+    UpstreamUnavailable {
+        upstream: String,
+        url: String,
+        cause: String,
+    },
+
+    #[error("upstream {upstream} ({url}): {what} timed out after {after:?}")]
+    UpstreamTimeout {
+        upstream: String,
+        url: String,
+        what: &'static str,
+        after: std::time::Duration,
+    },
+
+    #[error("upstream {upstream} ({url}) broke the protocol: {detail}")]
+    UpstreamProtocol {
+        upstream: String,
+        url: String,
+        detail: String,
+    },
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The one mapping from error to status. Exhaustive on purpose.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::BadRequest(_) | Error::InvalidHost { .. } => StatusCode::BAD_REQUEST,
+            Error::UnknownHost { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Error::NoRoute { .. } | Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
+            Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whose fault the error is. Exhaustive on purpose.
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::BadRequest(_)
+            | Error::InvalidHost { .. }
+            | Error::UnknownHost { .. }
+            | Error::NoRoute { .. }
+            | Error::NotFound { .. }
+            | Error::MethodNotAllowed { .. }
+            | Error::PayloadTooLarge { .. } => Fault::Client,
+            Error::UpstreamUnavailable { .. }
+            | Error::UpstreamTimeout { .. }
+            | Error::UpstreamProtocol { .. } => Fault::Upstream,
+            Error::Internal(_) => Fault::Gateway,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn up() -> (String, String) {
+        ("backend".into(), "http://127.0.0.1:8000".into())
+    }
+
+    #[test]
+    fn every_variant_has_its_status_and_fault() {
+        let (upstream, url) = up();
+        let cases: Vec<(Error, u16, Fault)> = vec![
+            (Error::BadRequest("missing Host"), 400, Fault::Client),
+            (
+                Error::InvalidHost {
+                    host: "a b".into(),
+                    reason: "whitespace",
+                },
+                400,
+                Fault::Client,
+            ),
+            (
+                Error::UnknownHost {
+                    host: "evil.test".into(),
+                },
+                421,
+                Fault::Client,
+            ),
+            (Error::NoRoute { path: "/x".into() }, 404, Fault::Client),
+            (Error::NotFound { path: "/x".into() }, 404, Fault::Client),
+            (
+                Error::MethodNotAllowed {
+                    method: http::Method::POST,
+                    allow: "GET, HEAD",
+                },
+                405,
+                Fault::Client,
+            ),
+            (
+                Error::PayloadTooLarge {
+                    route: "/api".into(),
+                    limit: 10,
+                },
+                413,
+                Fault::Client,
+            ),
+            (
+                Error::UpstreamUnavailable {
+                    upstream: upstream.clone(),
+                    url: url.clone(),
+                    cause: "connection refused".into(),
+                },
+                502,
+                Fault::Upstream,
+            ),
+            (
+                Error::UpstreamTimeout {
+                    upstream: upstream.clone(),
+                    url: url.clone(),
+                    what: "connect",
+                    after: Duration::from_secs(1),
+                },
+                504,
+                Fault::Upstream,
+            ),
+            (
+                Error::UpstreamProtocol {
+                    upstream,
+                    url,
+                    detail: "bad 101".into(),
+                },
+                502,
+                Fault::Upstream,
+            ),
+            (Error::Internal("oops".into()), 500, Fault::Gateway),
+        ];
+        for (err, status, fault) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.fault(), fault, "{err}");
+        }
+    }
+
+    #[test]
+    fn upstream_errors_name_the_upstream_and_cause() {
+        let (upstream, url) = up();
+        let e = Error::UpstreamUnavailable {
+            upstream,
+            url,
+            cause: "connection refused".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "upstream backend (http://127.0.0.1:8000): connection refused"
+        );
+    }
+}
+
+/// Why the server could not start. Not an HTTP error: these end the process
+/// with a message that names the file or address at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+}

@@ -1,0 +1,168 @@
+//! Error responses: short, plain, and naming the cause. HTML for browsers,
+//! JSON for API clients that ask for it, plain text otherwise.
+
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response};
+
+use super::body::{Body, full};
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Html,
+    Json,
+    Text,
+}
+
+impl Flavor {
+    /// Chooses by the request's `Accept`: browsers list text/html first.
+    pub fn from_request(headers: &HeaderMap) -> Flavor {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if accept.contains("text/html") {
+            Flavor::Html
+        } else if accept.contains("application/json") {
+            Flavor::Json
+        } else {
+            Flavor::Text
+        }
+    }
+}
+
+/// What the page says besides the error itself.
+fn hint(err: &Error) -> Option<String> {
+    match err {
+        Error::UnknownHost { host } => Some(format!(
+            "To allow it, add it to the config: [tenants] allowed_hosts = [\"{host}\"] \
+             (or set tenants.base_domain / --base-domain if it is a tenant domain)."
+        )),
+        Error::UpstreamUnavailable { .. } => Some(
+            "Is the backend running? portero waited for it and gave up; this page retries by itself.".into(),
+        ),
+        Error::NoRoute { .. } => Some("No route in the config matches this path.".into()),
+        _ => None,
+    }
+}
+
+pub fn render(err: &Error, flavor: Flavor) -> Response<Body> {
+    let status = err.status();
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let message = err.to_string();
+    let hint = hint(err);
+    let (ctype, body) = match flavor {
+        Flavor::Html => {
+            // A 502 page reloads itself so the tab comes back when the
+            // backend does.
+            let refresh = if matches!(err, Error::UpstreamUnavailable { .. }) {
+                "<meta http-equiv=\"refresh\" content=\"2\">"
+            } else {
+                ""
+            };
+            let hint = hint
+                .map(|h| format!("<p>{}</p>", escape(&h)))
+                .unwrap_or_default();
+            (
+                "text/html; charset=utf-8",
+                format!(
+                    "<!doctype html><html><head><meta charset=\"utf-8\">{refresh}<title>{code} {reason}</title>\
+                     <style>body{{font:16px/1.5 system-ui,sans-serif;max-width:46em;margin:3em auto;padding:0 1em;color:#222}}\
+                     code{{background:#f3f3f3;padding:.1em .3em}}</style></head>\
+                     <body><h1>{code} {reason}</h1><p><code>{msg}</code></p>{hint}<hr><small>portero</small></body></html>\n",
+                    code = status.as_u16(),
+                    msg = escape(&message),
+                ),
+            )
+        }
+        Flavor::Json => (
+            "application/json",
+            format!(
+                "{{\"status\":{},\"error\":\"{}\",\"message\":\"{}\"{}}}\n",
+                status.as_u16(),
+                json_escape(reason),
+                json_escape(&message),
+                hint.map(|h| format!(",\"hint\":\"{}\"", json_escape(&h)))
+                    .unwrap_or_default()
+            ),
+        ),
+        Flavor::Text => (
+            "text/plain; charset=utf-8",
+            match hint {
+                Some(h) => format!("{} {reason}: {message}\n{h}\n", status.as_u16()),
+                None => format!("{} {reason}: {message}\n", status.as_u16()),
+            },
+        ),
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Error::MethodNotAllowed { allow, .. } = err {
+        h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    resp
+}
+
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn json_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn text(resp: Response<Body>) -> String {
+        let b = resp.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn flavors() {
+        let err = Error::UpstreamUnavailable {
+            upstream: "backend".into(),
+            url: "http://127.0.0.1:8000".into(),
+            cause: "connection refused".into(),
+        };
+        let html = render(&err, Flavor::Html);
+        assert_eq!(html.status(), 502);
+        let body = text(html).await;
+        assert!(body.contains("upstream backend (http://127.0.0.1:8000): connection refused"));
+        assert!(body.contains("http-equiv=\"refresh\""));
+        let json = text(render(&err, Flavor::Json)).await;
+        assert!(json.starts_with("{\"status\":502,"), "{json}");
+        let plain = text(render(&err, Flavor::Text)).await;
+        assert!(
+            plain.starts_with("502 Bad Gateway: upstream backend"),
+            "{plain}"
+        );
+    }
+
+    #[tokio::test]
+    async fn html_is_escaped() {
+        let err = Error::NotFound {
+            path: "/<script>".into(),
+        };
+        let body = text(render(&err, Flavor::Html)).await;
+        assert!(body.contains("/&lt;script&gt;"));
+        assert!(!body.contains("/<script>"));
+    }
+}

@@ -1,0 +1,5 @@
+//! HTTP plumbing shared by the services: body types, header rules, error pages.
+
+pub mod body;
+pub mod error_page;
+pub mod headers;

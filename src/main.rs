@@ -1,0 +1,232 @@
+//! The `portero` command: parses flags, sets up logging, loads the config,
+//! binds, runs the library until SIGINT/SIGTERM, and maps failures to exit
+//! codes (0 ok, 1 runtime failure, 2 invalid config or usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use portero::config::{Config, ConfigErrors, LoadError, Overrides, Source};
+
+#[derive(Parser)]
+#[command(
+    name = "portero",
+    version,
+    about = "A tenant-aware reverse proxy and dev gateway: one front door for your SPA, \
+             your Django/Channels backend and its WebSockets.",
+    after_help = "With no config file and no flags, portero listens on 127.0.0.1:8080, proxies \
+                  /api, /admin, /static, /media and /ws to http://127.0.0.1:8000 and serves ./dist."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config file and print every problem (exit 0 valid, 2 invalid).
+    Check,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Config file (default: ./portero.toml if present, else the embedded default).
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on for plain HTTP [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// The backend's URL, the `backend` upstream [default: http://127.0.0.1:8000].
+    #[arg(long, value_name = "URL")]
+    backend: Option<String>,
+    /// The SPA's built files [default: ./dist], or a dev server URL (http://127.0.0.1:5173).
+    #[arg(long, value_name = "DIR|URL")]
+    spa: Option<String>,
+    /// Tenant base domain: <tenant>.DOMAIN and <tenant>.localhost reach tenant <tenant>.
+    #[arg(long, value_name = "DOMAIN")]
+    base_domain: Option<String>,
+    /// Address for the TLS listener (needs --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<String>,
+    /// Certificate chain (PEM) for the TLS listener.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for the TLS listener.
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides it for fine control).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+impl RunArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            backend: self.backend.clone(),
+            spa: self.spa.clone(),
+            base_domain: self.base_domain.clone(),
+            tls_listen: self.tls_listen.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check) => check(cli.run.config),
+        None => {
+            init_logging(&cli.run.log_level);
+            match load(&cli.run) {
+                Ok(config) => match serve(config) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    match Config::discover(path.as_deref()) {
+        Ok(c) => {
+            println!(
+                "{}: ok ({} route(s), {} upstream(s))",
+                c.source,
+                c.routes.len(),
+                c.upstreams.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Invalid(errs)) => {
+            eprintln!("{errs}");
+            eprintln!("{} problem(s) found", errs.errors.len());
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load(args: &RunArgs) -> Result<Config, String> {
+    let mut config = match Config::discover(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(LoadError::Invalid(errs)) => {
+            return Err(format!(
+                "{errs}\n{} problem(s) in the config; nothing started",
+                errs.errors.len()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    if let Err(errors) = args.overrides().apply(&mut config) {
+        let errs = ConfigErrors {
+            origin: Source::Embedded,
+            text: String::new(),
+            errors,
+        };
+        return Err(format!("{errs}"));
+    }
+    Ok(config)
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listeners = portero::Listeners::bind(&config).await?;
+        banner(&config, &listeners);
+        portero::run(listeners, config, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn banner(config: &Config, listeners: &portero::Listeners) {
+    tracing::info!("portero {} ({})", env!("CARGO_PKG_VERSION"), config.source);
+    for l in &listeners.plain {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!("listening on http://{a}");
+        }
+    }
+    for l in &listeners.tls {
+        if let Ok(a) = l.local_addr() {
+            tracing::info!("listening on https://{a}");
+        }
+    }
+    for r in &config.routes {
+        let target = match &r.target {
+            portero::config::RouteTarget::Upstream(u) => match config.upstreams.get(u) {
+                Some(up) => format!("{u} ({})", up.url),
+                None => u.clone(),
+            },
+            portero::config::RouteTarget::Spa => match &config.spa.source {
+                portero::config::SpaSource::Dir(d) if d.is_dir() => format!("spa {}", d.display()),
+                portero::config::SpaSource::Dir(d) => {
+                    format!("welcome page ({} does not exist)", d.display())
+                }
+                portero::config::SpaSource::DevServer(u) => match config.upstreams.get(u) {
+                    Some(up) => format!("dev server {}", up.url),
+                    None => u.clone(),
+                },
+            },
+            portero::config::RouteTarget::Static(d) => format!("static {}", d.display()),
+        };
+        tracing::info!("route {:<10} -> {target}", r.label());
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

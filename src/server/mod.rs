@@ -1,0 +1,120 @@
+//! Accepting connections and serving them, with graceful shutdown:
+//! stop accepting, let requests in flight and open tunnels finish up to the
+//! deadline, then close what is left.
+
+mod conn;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::StartupError;
+use crate::state::Shared;
+
+/// Bound sockets. Tests bind `127.0.0.1:0` themselves and read the ports.
+#[derive(Default)]
+pub struct Listeners {
+    pub plain: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every address the config lists.
+    pub async fn bind(config: &Config) -> Result<Listeners, StartupError> {
+        let mut l = Listeners::default();
+        for addr in &config.server.listen {
+            l.plain.push(bind(*addr).await?);
+        }
+        if let Some(tls) = &config.tls {
+            for addr in &tls.listen {
+                l.tls.push(bind(*addr).await?);
+            }
+        }
+        Ok(l)
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })
+}
+
+/// Serves until `shutdown` completes, then drains gracefully.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartupError> {
+    let tls_acceptor = match (&config.tls, listeners.tls.is_empty()) {
+        (Some(tls), false) => Some(tls::acceptor(tls)?),
+        _ => None,
+    };
+    let deadline = config.server.shutdown_timeout;
+    let builder = Arc::new(conn::builder(&config.server));
+    let shared = Shared::new(config);
+    serve(listeners, shared, builder, tls_acceptor, deadline, shutdown).await;
+    Ok(())
+}
+
+async fn serve(
+    listeners: Listeners,
+    shared: Arc<Shared>,
+    builder: Arc<conn::Builder>,
+    tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
+    deadline: std::time::Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let stop = CancellationToken::new();
+    let mut accepting = JoinSet::new();
+    let plain = listeners.plain.into_iter().map(|l| (l, None));
+    let tls = listeners.tls.into_iter().map(|l| (l, tls_acceptor.clone()));
+    for (listener, tls) in plain.chain(tls) {
+        accepting.spawn(conn::accept_loop(
+            listener,
+            tls,
+            shared.clone(),
+            builder.clone(),
+            graceful.clone(),
+            stop.clone(),
+        ));
+    }
+
+    shutdown.await;
+    // Ordering: the accept loops end first and drop their listeners (new
+    // connections are refused from here) and their handles on `graceful`,
+    // which shutdown() needs to own.
+    stop.cancel();
+    while accepting.join_next().await.is_some() {}
+    let graceful =
+        Arc::try_unwrap(graceful).expect("every accept loop has ended and dropped its handle");
+    tracing::info!(
+        "shutting down: {} connection(s) and {} tunnel(s) open, waiting up to {:?}",
+        graceful.count(),
+        shared.open_tunnels(),
+        deadline
+    );
+    shared.tunnels.close();
+    let drain = async {
+        graceful.shutdown().await;
+        shared.tunnels.wait().await;
+    };
+    if tokio::time::timeout(deadline, drain).await.is_err() {
+        tracing::warn!(
+            "shutdown deadline of {:?} passed: closing {} tunnel(s) and the remaining connections",
+            deadline,
+            shared.open_tunnels()
+        );
+        shared.close_tunnels.cancel();
+        // Tunnels end promptly once cancelled; bound the wait anyway.
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(1), shared.tunnels.wait()).await;
+    }
+}

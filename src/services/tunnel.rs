@@ -1,0 +1,2 @@
+//! WebSocket tunnels: forward the upgrade handshake, then splice bytes.
+//! (Stub: lands with the WebSocket issue.)
