@@ -2,4 +2,6 @@
 
 pub mod body;
 pub mod error_page;
+pub mod forward;
 pub mod headers;
+pub mod rewrite;

@@ -15,6 +15,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod backends;
+
 /// A running portero. Dropping it without `stop` aborts the server task.
 pub struct Portero {
     pub addr: SocketAddr,
@@ -151,7 +153,11 @@ pub async fn read_head(s: &mut TcpStream) -> String {
             .await
             .expect("head within 10 s")
             .unwrap();
-        assert!(n > 0, "connection closed mid-head: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed mid-head: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     String::from_utf8_lossy(&buf).into_owned()
