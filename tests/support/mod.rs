@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod backends;
+pub mod ws;
 
 /// A running portero. Dropping it without `stop` aborts the server task.
 pub struct Portero {
