@@ -74,16 +74,11 @@ impl WsEcho {
                         return;
                     };
                     while let Some(Ok(msg)) = ws.next().await {
-                        match msg {
-                            Message::Text(_) | Message::Binary(_) => {
-                                if ws.send(msg).await.is_err() {
-                                    return;
-                                }
-                            }
-                            // tungstenite queues the echoing close reply
-                            // itself; reading on flushes it and ends the stream.
-                            Message::Close(_) => {}
-                            _ => {}
+                        // Close replies are queued by tungstenite itself;
+                        // reading on flushes them and ends the stream.
+                        let echo = matches!(msg, Message::Text(_) | Message::Binary(_));
+                        if echo && ws.send(msg).await.is_err() {
+                            return;
                         }
                     }
                 });
