@@ -169,16 +169,22 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// The startup banner goes to stderr whatever the log level: it is how
+/// users (and scripts waiting for readiness) learn the address.
 fn banner(config: &Config, listeners: &portero::Listeners) {
-    tracing::info!("portero {} ({})", env!("CARGO_PKG_VERSION"), config.source);
+    eprintln!(
+        "portero {} (config: {})",
+        env!("CARGO_PKG_VERSION"),
+        config.source
+    );
     for l in &listeners.plain {
         if let Ok(a) = l.local_addr() {
-            tracing::info!("listening on http://{a}");
+            eprintln!("  listening on http://{a}");
         }
     }
     for l in &listeners.tls {
         if let Ok(a) = l.local_addr() {
-            tracing::info!("listening on https://{a}");
+            eprintln!("  listening on https://{a}");
         }
     }
     for r in &config.routes {
@@ -199,7 +205,7 @@ fn banner(config: &Config, listeners: &portero::Listeners) {
             },
             portero::config::RouteTarget::Static(d) => format!("static {}", d.display()),
         };
-        tracing::info!("route {:<10} -> {target}", r.label());
+        eprintln!("  route {:<10} -> {target}", r.label());
     }
 }
 

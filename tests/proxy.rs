@@ -523,3 +523,21 @@ async fn keep_alive_to_the_backend_reuses_connections() {
         "{conns} upstream connections for 20 sequential requests"
     );
 }
+
+#[tokio::test]
+async fn a_client_leaving_mid_download_cancels_the_upstream_connection() {
+    let echo = Echo::start().await;
+    let p = start_default(echo.addr).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /api/download?bytes=1073741824 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let head = support::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop(s);
+    // The half-read upstream connection must not be reused: the next
+    // request needs a connection of its own.
+    let r = get(&p.url("/api/x"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(echo.conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
