@@ -1,5 +1,7 @@
-//! HTTP plumbing shared by the services: body types, header rules, error pages.
+//! HTTP plumbing shared by the services: body types, header rules, error
+//! pages, the rules TLS adds.
 
 pub mod body;
 pub mod error_page;
 pub mod headers;
+pub mod tls_rules;

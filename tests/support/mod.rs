@@ -151,8 +151,14 @@ pub async fn read_head(s: &mut TcpStream) -> String {
             .await
             .expect("head within 10 s")
             .unwrap();
-        assert!(n > 0, "connection closed mid-head: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed mid-head: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+pub mod tls;
