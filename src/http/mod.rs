@@ -3,5 +3,7 @@
 
 pub mod body;
 pub mod error_page;
+pub mod forward;
 pub mod headers;
+pub mod rewrite;
 pub mod tls_rules;

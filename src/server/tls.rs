@@ -259,3 +259,4 @@ mod tests {
         assert_eq!(ix.lookup("net"), None);
     }
 }
+

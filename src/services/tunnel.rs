@@ -1,2 +1,209 @@
-//! WebSocket tunnels: forward the upgrade handshake, then splice bytes.
-//! (Stub: lands with the WebSocket issue.)
+//! WebSocket (and any HTTP/1.1 upgrade) tunnels: the handshake is forwarded
+//! like any proxied request; on `101` both connections are taken over and
+//! spliced byte for byte, so subprotocols, extensions, fragmentation, pings
+//! and close codes pass untouched.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::dispatch::Ctx;
+use crate::error::Error;
+use crate::http::body::{Body, empty};
+use crate::http::headers::{connection_has, strip_hop_by_hop};
+use crate::services::proxy::pool::Pool;
+use crate::services::proxy::{self, connect_waiting};
+
+/// An upgrade request as RFC 9110 §7.8 defines it: HTTP/1.1, an `Upgrade`
+/// header, and `Connection: upgrade`. (HTTP/2 cannot carry one.)
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && connection_has(req.headers(), "upgrade")
+}
+
+/// Forwards the handshake (headers already prepared) and, on 101, splices.
+pub async fn open(
+    mut req: Request<Incoming>,
+    ctx: &Ctx,
+    pool: &Arc<Pool>,
+    proto: HeaderValue,
+) -> Result<Response<Body>, Error> {
+    let up = pool.upstream.clone();
+    // Taken before the request is consumed: the client side of the tunnel.
+    let client_side = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    let req = Request::from_parts(parts, empty());
+
+    let mut sender = connect_waiting(pool, true).await?;
+    let timeout = ctx.route.response_timeout.unwrap_or(up.response_timeout);
+    let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+        Err(_) => {
+            return Err(Error::UpstreamTimeout {
+                upstream: up.name.clone(),
+                url: up.url.to_string(),
+                what: "waiting for the upgrade response",
+                after: timeout,
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(Error::UpstreamUnavailable {
+                upstream: up.name.clone(),
+                url: up.url.to_string(),
+                cause: format!("upgrade handshake failed: {e}"),
+            });
+        }
+        Ok(Ok(r)) => r,
+    };
+    let upstream_host = proxy::upstream_host(ctx, &ctx.route, &up);
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // Refused (403, 404, ...): an ordinary response; the client's
+        // connection stays usable for HTTP.
+        return Ok(proxy::finish_response(resp, None, ctx, &upstream_host, &up));
+    }
+    let agreed = resp
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(proto.as_bytes()));
+    if !agreed {
+        return Err(Error::UpstreamProtocol {
+            upstream: up.name.clone(),
+            url: up.url.to_string(),
+            detail: format!(
+                "answered 101 with Upgrade {:?} to a request for {:?}",
+                resp.headers().get(header::UPGRADE),
+                proto
+            ),
+        });
+    }
+    let upstream_side = hyper::upgrade::on(&mut resp);
+
+    let (mut parts, _) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    parts
+        .headers
+        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts.headers.insert(header::UPGRADE, proto);
+    let response = Response::from_parts(parts, empty());
+
+    let idle = ctx.route.idle_timeout;
+    let cancel = ctx.shared.close_tunnels.clone();
+    let label = format!("{} {}", ctx.host.with_port(), ctx.path);
+    // Spawned before the 101 is returned: hyper completes the client-side
+    // upgrade only after the response is written.
+    ctx.shared.tunnels.spawn(async move {
+        let (client, upstream) = match tokio::join!(client_side, upstream_side) {
+            (Ok(c), Ok(u)) => (TokioIo::new(c), TokioIo::new(u)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::debug!("tunnel {label}: upgrade failed: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            r = splice(client, upstream, idle) => match r {
+                Ok((up, down)) => tracing::debug!("tunnel {label} closed: {up} B up, {down} B down"),
+                Err(e) => tracing::debug!("tunnel {label} ended: {e}"),
+            },
+            _ = cancel.cancelled() => tracing::debug!("tunnel {label} closed by shutdown"),
+        }
+    });
+    Ok(response)
+}
+
+/// Copies both ways until both directions are done. A FIN from one side is
+/// passed on as a write shutdown to the other, which may keep sending
+/// (half-close). With `idle`, the tunnel ends after that long without bytes
+/// in either direction.
+async fn splice<A, B>(a: A, b: B, idle: Option<Duration>) -> std::io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(idle) = idle else {
+        let (mut a, mut b) = (a, b);
+        return tokio::io::copy_bidirectional(&mut a, &mut b).await;
+    };
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let mut a = Activity::new(a, last.clone(), start);
+    let mut b = Activity::new(b, last.clone(), start);
+    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
+    tokio::pin!(copy);
+    loop {
+        let since = Duration::from_millis(last.load(Ordering::Relaxed));
+        let deadline = tokio::time::Instant::from_std(start + since + idle);
+        tokio::select! {
+            r = &mut copy => return r,
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = Duration::from_millis(start.elapsed().as_millis() as u64);
+                let last_seen = Duration::from_millis(last.load(Ordering::Relaxed));
+                if now.saturating_sub(last_seen) >= idle {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("idle for {idle:?}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Records the time of the last byte read through it.
+struct Activity<T> {
+    inner: T,
+    last: Arc<AtomicU64>,
+    start: Instant,
+}
+
+impl<T> Activity<T> {
+    fn new(inner: T, last: Arc<AtomicU64>, start: Instant) -> Self {
+        Activity { inner, last, start }
+    }
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -15,6 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod backends;
+pub mod ws;
+
 /// A running portero. Dropping it without `stop` aborts the server task.
 pub struct Portero {
     pub addr: SocketAddr,

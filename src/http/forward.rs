@@ -1,0 +1,236 @@
+//! The request headers an upstream receives: hop-by-hop removed, `Host` per
+//! the route's mode, same-origin `Origin`/`Referer` made to agree with that
+//! `Host`, `X-Forwarded-*` set (after stripping, so nothing the client sent
+//! as hop-by-hop can remove them), and the tenant header.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::{self, HeaderName, HeaderValue};
+
+use super::headers::strip_hop_by_hop;
+use crate::routing::host::RequestHost;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// What the forwarded headers are made from.
+pub struct Forward<'a> {
+    /// `http` or `https`: how the client reached portero.
+    pub scheme: &'static str,
+    /// The host the client sent.
+    pub client_host: &'a RequestHost,
+    /// The port the client connected to (for X-Forwarded-Port and default-port
+    /// comparisons).
+    pub client_port: u16,
+    /// The `Host` value the upstream receives.
+    pub upstream_host: &'a str,
+    pub peer: IpAddr,
+    /// The peer is a trusted proxy: its X-Forwarded-For is appended to.
+    pub trusted_peer: bool,
+    /// Header name and tenant to send, when configured and known.
+    pub tenant: Option<(&'a HeaderName, &'a str)>,
+    /// The header configured for tenants: always removed from the client's
+    /// request so it cannot be spoofed.
+    pub tenant_header: Option<&'a HeaderName>,
+}
+
+/// Rewrites `headers` in place for forwarding. `upgrade` keeps a protocol
+/// upgrade (`Upgrade` value) that would otherwise be stripped as hop-by-hop.
+pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderValue>) {
+    let wants_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    strip_hop_by_hop(headers);
+    // The upstream must not answer 100-continue to us: hyper already did
+    // (or will) towards the client when the body is read.
+    headers.remove(header::EXPECT);
+    if wants_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+
+    if let Ok(v) = HeaderValue::from_str(f.upstream_host) {
+        headers.insert(header::HOST, v);
+    }
+    rewrite_same_origin(headers, f);
+
+    let xff = match (f.trusted_peer, headers.get(&X_FORWARDED_FOR)) {
+        (true, Some(prev)) => match prev.to_str() {
+            Ok(prev) => format!("{prev}, {}", f.peer),
+            Err(_) => f.peer.to_string(),
+        },
+        _ => f.peer.to_string(),
+    };
+    set(headers, X_FORWARDED_FOR, &xff);
+    if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(f.scheme));
+    }
+    if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
+        set(headers, X_FORWARDED_HOST, &f.client_host.with_port());
+    }
+    if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_PORT)) {
+        headers.insert(X_FORWARDED_PORT, HeaderValue::from(f.client_port));
+    }
+
+    if let Some(name) = f.tenant_header {
+        headers.remove(name);
+    }
+    if let Some((name, tenant)) = f.tenant {
+        set(headers, name.clone(), tenant);
+    }
+
+    if let Some(up) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, up);
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// `Origin` and `Referer` that name the origin the client is on are
+/// rewritten to the origin the upstream believes it serves, so Django's
+/// CSRF check and Channels' origin validator accept them without
+/// `CSRF_TRUSTED_ORIGINS`. Cross-origin values pass untouched.
+fn rewrite_same_origin(headers: &mut HeaderMap, f: &Forward<'_>) {
+    let new_origin = format!("{}://{}", f.scheme, f.upstream_host);
+    for name in [header::ORIGIN, header::REFERER] {
+        let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let Some(rest) = same_origin_rest(value, f) else {
+            continue;
+        };
+        let rewritten = format!("{new_origin}{rest}");
+        set(headers, name, &rewritten);
+    }
+}
+
+/// If `url` is on the client's own origin, the part after the origin
+/// (path, query, fragment; possibly empty).
+fn same_origin_rest<'u>(url: &'u str, f: &Forward<'_>) -> Option<&'u str> {
+    let after_scheme = url.strip_prefix(f.scheme)?.strip_prefix("://")?;
+    let end = after_scheme
+        .find(['/', '?', '#'])
+        .unwrap_or(after_scheme.len());
+    let (authority, rest) = after_scheme.split_at(end);
+    let origin_host = RequestHost::parse(authority).ok()?;
+    let default_port = if f.scheme == "https" { 443 } else { 80 };
+    let origin_port = origin_host.port.unwrap_or(default_port);
+    let client_port = f.client_host.port.unwrap_or(f.client_port);
+    (origin_host.name == f.client_host.name && origin_port == client_port).then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(headers: &[(&str, &str)], trusted: bool, upstream_host: &str) -> HeaderMap {
+        let client_host = RequestHost::parse("acme.localhost:8080").unwrap();
+        let tenant_header = HeaderName::from_static("x-tenant");
+        let f = Forward {
+            scheme: "http",
+            client_host: &client_host,
+            client_port: 8080,
+            upstream_host,
+            peer: "10.0.0.9".parse().unwrap(),
+            trusted_peer: trusted,
+            tenant: Some((&tenant_header, "acme")),
+            tenant_header: Some(&tenant_header),
+        };
+        let mut h = HeaderMap::new();
+        for (k, v) in headers {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        prepare(&mut h, &f, None);
+        h
+    }
+
+    fn get<'a>(h: &'a HeaderMap, k: &str) -> Option<&'a str> {
+        h.get(k).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn host_origin_referer_and_forwarded() {
+        let h = run(
+            &[
+                ("host", "acme.localhost:8080"),
+                ("origin", "http://acme.localhost:8080"),
+                (
+                    "referer",
+                    "http://acme.localhost:8080/admin/login/?next=/admin/",
+                ),
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-tenant", "spoofed"),
+                ("expect", "100-continue"),
+                ("te", "trailers, gzip"),
+            ],
+            false,
+            "acme.chalanpro.net",
+        );
+        assert_eq!(get(&h, "host"), Some("acme.chalanpro.net"));
+        assert_eq!(get(&h, "origin"), Some("http://acme.chalanpro.net"));
+        assert_eq!(
+            get(&h, "referer"),
+            Some("http://acme.chalanpro.net/admin/login/?next=/admin/")
+        );
+        assert_eq!(get(&h, "x-forwarded-for"), Some("10.0.0.9"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("acme.localhost:8080"));
+        assert_eq!(get(&h, "x-forwarded-port"), Some("8080"));
+        assert_eq!(get(&h, "x-tenant"), Some("acme"));
+        assert_eq!(get(&h, "expect"), None);
+        assert_eq!(get(&h, "te"), Some("trailers"));
+    }
+
+    #[test]
+    fn cross_origin_values_pass_untouched() {
+        for origin in [
+            "http://evil.example.com",
+            "http://acme.localhost:9999",
+            "https://acme.localhost:8080",
+            "http://acme.localhost",
+            "http://acme.localhost.evil.com:8080",
+            "null",
+        ] {
+            let h = run(&[("origin", origin)], false, "acme.chalanpro.net");
+            assert_eq!(get(&h, "origin"), Some(origin), "{origin}");
+        }
+    }
+
+    #[test]
+    fn trusted_peers_are_appended_to() {
+        let h = run(
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("x-forwarded-proto", "https"),
+            ],
+            true,
+            "acme.chalanpro.net",
+        );
+        assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4, 10.0.0.9"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("https"));
+    }
+
+    #[test]
+    fn forwarded_headers_survive_connection_naming_them() {
+        let h = run(
+            &[("connection", "x-forwarded-for, x-forwarded-host")],
+            false,
+            "acme.chalanpro.net",
+        );
+        assert_eq!(get(&h, "x-forwarded-for"), Some("10.0.0.9"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("acme.localhost:8080"));
+    }
+}

@@ -1,0 +1,198 @@
+//! Response headers that carry the upstream's idea of its own address,
+//! rewritten to the address the client actually used: `Location`,
+//! `Content-Location`, `Refresh` and `Set-Cookie`'s `Domain`.
+
+use http::HeaderMap;
+use http::header::{self, HeaderValue};
+
+/// What the rewrite maps from and to.
+pub struct Rewrite<'a> {
+    /// `scheme://host[:port]` as the client used it.
+    pub client_origin: &'a str,
+    /// The host name the client used (no port).
+    pub client_host: &'a str,
+    /// The host name the upstream was sent (no port).
+    pub forwarded_host: &'a str,
+    /// The upstream's own `host:port`.
+    pub upstream_authority: &'a str,
+}
+
+pub fn response(headers: &mut HeaderMap, rw: &Rewrite<'_>) {
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        if let Some(new) = headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| rewrite_url(v, rw))
+        {
+            if let Ok(v) = HeaderValue::from_str(&new) {
+                headers.insert(name, v);
+            }
+        }
+    }
+    if let Some(new) = headers
+        .get(header::REFRESH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| rewrite_refresh(v, rw))
+    {
+        if let Ok(v) = HeaderValue::from_str(&new) {
+            headers.insert(header::REFRESH, v);
+        }
+    }
+    if rw.client_host != rw.forwarded_host && headers.contains_key(header::SET_COOKIE) {
+        let cookies: Vec<HeaderValue> = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(
+                |v| match v.to_str().ok().and_then(|c| rewrite_cookie(c, rw)) {
+                    Some(new) => HeaderValue::from_str(&new).unwrap_or_else(|_| v.clone()),
+                    None => v.clone(),
+                },
+            )
+            .collect();
+        headers.remove(header::SET_COOKIE);
+        for c in cookies {
+            headers.append(header::SET_COOKIE, c);
+        }
+    }
+}
+
+/// An absolute URL on the forwarded host (any port, any scheme) or on the
+/// upstream's own address, moved to the client's origin. Relative URLs and
+/// other hosts are left alone.
+fn rewrite_url(url: &str, rw: &Rewrite<'_>) -> Option<String> {
+    let (scheme, after) = url.split_once("://")?;
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let (authority, rest) = after.split_at(end);
+    let host = crate::routing::host::RequestHost::parse(authority).ok()?;
+    let ours = host.name.as_str() == rw.forwarded_host
+        || authority.eq_ignore_ascii_case(rw.upstream_authority);
+    ours.then(|| format!("{}{rest}", rw.client_origin))
+}
+
+/// `Refresh: 5; url=http://...`
+fn rewrite_refresh(value: &str, rw: &Rewrite<'_>) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    let at = lower.find("url=")? + 4;
+    let url = value[at..].trim().trim_matches(['\'', '"']);
+    let new = rewrite_url(url, rw)?;
+    Some(format!("{}{new}", &value[..at]))
+}
+
+/// A cookie whose `Domain` covers the forwarded host would be refused by a
+/// browser on another name (an alias such as `acme.localhost`): drop the
+/// attribute so the cookie is stored for the host the browser sees.
+fn rewrite_cookie(cookie: &str, rw: &Rewrite<'_>) -> Option<String> {
+    let mut changed = false;
+    let kept: Vec<&str> = cookie
+        .split(';')
+        .filter(|attr| {
+            let a = attr.trim();
+            let Some((k, v)) = a.split_once('=') else {
+                return true;
+            };
+            if !k.trim().eq_ignore_ascii_case("domain") {
+                return true;
+            }
+            let d = v.trim().trim_start_matches('.').to_ascii_lowercase();
+            let covers = rw.forwarded_host == d
+                || rw
+                    .forwarded_host
+                    .strip_suffix(d.as_str())
+                    .is_some_and(|p| p.ends_with('.'));
+            if covers {
+                changed = true;
+            }
+            !covers
+        })
+        .collect();
+    changed.then(|| kept.join(";"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RW: Rewrite<'static> = Rewrite {
+        client_origin: "http://acme.localhost:8080",
+        client_host: "acme.localhost",
+        forwarded_host: "acme.chalanpro.net",
+        upstream_authority: "127.0.0.1:8000",
+    };
+
+    #[test]
+    fn urls() {
+        let cases = [
+            (
+                "http://acme.chalanpro.net/api/x?y=1",
+                Some("http://acme.localhost:8080/api/x?y=1"),
+            ),
+            (
+                "https://acme.chalanpro.net:8000/a",
+                Some("http://acme.localhost:8080/a"),
+            ),
+            (
+                "http://127.0.0.1:8000/login",
+                Some("http://acme.localhost:8080/login"),
+            ),
+            (
+                "http://acme.chalanpro.net",
+                Some("http://acme.localhost:8080"),
+            ),
+            ("/relative", None),
+            ("http://other.example.com/x", None),
+            ("http://globex.chalanpro.net/x", None),
+            ("ftp://acme.chalanpro.net/x", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(rewrite_url(url, &RW).as_deref(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn refresh() {
+        assert_eq!(
+            rewrite_refresh("0; url=http://acme.chalanpro.net/next", &RW).as_deref(),
+            Some("0; url=http://acme.localhost:8080/next")
+        );
+        assert_eq!(rewrite_refresh("5", &RW), None);
+    }
+
+    #[test]
+    fn cookies() {
+        assert_eq!(
+            rewrite_cookie(
+                "sessionid=abc; Domain=acme.chalanpro.net; Path=/; HttpOnly",
+                &RW
+            )
+            .as_deref(),
+            Some("sessionid=abc; Path=/; HttpOnly")
+        );
+        assert_eq!(
+            rewrite_cookie("a=1; domain=.chalanpro.net", &RW).as_deref(),
+            Some("a=1")
+        );
+        assert_eq!(rewrite_cookie("a=1; Domain=other.net", &RW), None);
+        assert_eq!(rewrite_cookie("a=1; Path=/", &RW), None);
+    }
+
+    #[test]
+    fn headers_in_place() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "location",
+            "http://acme.chalanpro.net/api/whoami/".parse().unwrap(),
+        );
+        h.append(
+            "set-cookie",
+            "csrftoken=x; Domain=acme.chalanpro.net".parse().unwrap(),
+        );
+        h.append("set-cookie", "b=2".parse().unwrap());
+        response(&mut h, &RW);
+        assert_eq!(h["location"], "http://acme.localhost:8080/api/whoami/");
+        let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["csrftoken=x", "b=2"]);
+    }
+}

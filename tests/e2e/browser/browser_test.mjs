@@ -1,0 +1,227 @@
+// Browser test of portero: SPA + API + WebSocket through the proxy, then live
+// reload of HTML (full reload) and of CSS (in place, no reload).
+//
+// Env (exported by tests/e2e/run.sh):
+//   E2E_PORTERO_PORT  port portero listens on (127.0.0.1)
+//   E2E_SPA_DIR       the served COPY of tests/e2e/spa (this test rewrites it)
+//   E2E_OUT           output folder (screenshot, console log)
+//   CHROMIUM_BIN      default /usr/bin/chromium
+import { chromium } from "playwright-core";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const PORT = required("E2E_PORTERO_PORT");
+const SPA_DIR = required("E2E_SPA_DIR");
+const OUT = process.env.E2E_OUT || path.resolve("out");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const ORIGIN = `http://acme.localhost:${PORT}`;
+const RELOAD_TIMEOUT_MS = 10_000;
+
+function required(name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`browser_test: env ${name} is not set (run via tests/e2e/run.sh)`);
+    process.exit(2);
+  }
+  return v;
+}
+
+const results = [];
+const consoleLines = [];
+const log = (...a) => console.log("[browser]", ...a);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function check(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push([name, "PASS"]);
+    log(`PASS ${name} (${Date.now() - t0} ms)`);
+    return true;
+  } catch (e) {
+    results.push([name, "FAIL"]);
+    log(`FAIL ${name} (${Date.now() - t0} ms): ${e && e.stack ? e.stack : e}`);
+    return false;
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+// Poll fn() in the page until it returns a truthy value; survives navigations.
+async function pollPage(page, fn, arg, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await page.evaluate(fn, arg);
+      if (last) return last;
+    } catch (e) {
+      last = `evaluate failed (navigation?): ${e.message.split("\n")[0]}`;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}
+
+const pageState = () => ({
+  title: document.getElementById("title")?.textContent,
+  tenant: document.getElementById("tenant")?.textContent,
+  backendHost: document.getElementById("backend-host")?.textContent,
+  wsStatus: document.getElementById("ws-status")?.textContent,
+  wsTenant: document.getElementById("ws-tenant")?.textContent,
+  echo: document.getElementById("echo")?.textContent,
+  expectedEcho: window.__expectedEcho,
+  titleColor: document.getElementById("title") ? getComputedStyle(document.getElementById("title")).color : null,
+  livereloadScript: !!document.querySelector('script[src="/__portero/livereload.js"]'),
+  marker: window.__marker ?? null,
+  sockets: (window.__sockets || []).map((s) => ({ url: s.url, readyState: s.readyState })),
+});
+
+const liveReloadOpen = () =>
+  (window.__sockets || []).some((s) => s.url.includes("/__portero/livereload") && s.readyState === 1);
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portero-e2e-chromium-"));
+  log(`chromium ${CHROMIUM}, profile ${userDataDir}, page ${ORIGIN}/`);
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    viewport: { width: 1000, height: 700 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  let navigations = 0;
+  try {
+    // Track every WebSocket the page opens (readyState visible to the test).
+    await context.addInitScript(() => {
+      const Orig = window.WebSocket;
+      window.__sockets = [];
+      window.WebSocket = class extends Orig {
+        constructor(...args) {
+          super(...args);
+          window.__sockets.push(this);
+        }
+      };
+    });
+    const page = context.pages()[0] || (await context.newPage());
+    page.on("console", (m) => consoleLines.push(`[console.${m.type()}] ${m.text()}`));
+    page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+    page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
+    page.on("framenavigated", (f) => {
+      if (f === page.mainFrame()) {
+        navigations += 1;
+        consoleLines.push(`[navigated #${navigations}] ${f.url()}`);
+      }
+    });
+
+    const loaded = await check("spa_loads_through_portero", async () => {
+      const resp = await page.goto(`${ORIGIN}/`, { waitUntil: "load", timeout: 20_000 });
+      assert(resp && resp.status() === 200, `GET / status ${resp && resp.status()}`);
+      const s = await page.evaluate(pageState);
+      assert(s.title === "Portero E2E v1", `unexpected heading ${JSON.stringify(s.title)}`);
+      assert(s.livereloadScript, "no <script src=\"/__portero/livereload.js\"> injected into the HTML");
+    });
+    if (!loaded) return;
+
+    await check("api_whoami_shows_tenant_acme", async () => {
+      const s = await pollPage(page, () => {
+        const t = document.getElementById("tenant")?.textContent;
+        return t && t !== "loading..." ? { tenant: t, host: document.getElementById("backend-host").textContent } : null;
+      }, null, 10_000, "the whoami result");
+      assert(s.tenant === "acme", `tenant shown: ${JSON.stringify(s)}`);
+      assert(s.host === "acme.chalanpro.net", `Host Django saw: ${JSON.stringify(s)}`);
+    });
+
+    await check("websocket_echo_through_portero", async () => {
+      const s = await pollPage(page, () => {
+        const st = document.getElementById("ws-status")?.textContent;
+        const echo = document.getElementById("echo")?.textContent;
+        if (echo || (st && st !== "connecting..." && st !== "open")) {
+          return { st, echo, wsTenant: document.getElementById("ws-tenant").textContent, expected: window.__expectedEcho };
+        }
+        return null;
+      }, null, 10_000, "the WebSocket echo");
+      assert(s.wsTenant === "acme", `ws hello tenant: ${JSON.stringify(s)}`);
+      assert(s.echo && s.echo === s.expected, `echo: ${JSON.stringify(s)}`);
+    });
+
+    await check("html_change_triggers_full_reload", async () => {
+      await pollPage(page, liveReloadOpen, null, 10_000, "the live-reload WebSocket to be open");
+      await page.evaluate(() => { window.__marker = "before-html-change"; });
+      const navBefore = navigations;
+      const file = path.join(SPA_DIR, "index.html");
+      const html = fs.readFileSync(file, "utf8");
+      assert(html.includes("Portero E2E v1"), "fixture heading not found in the served copy");
+      fs.writeFileSync(file, html.replace("Portero E2E v1", "Portero E2E v2 (reloaded)"));
+      log(`rewrote ${file}`);
+      await pollPage(page, () => document.getElementById("title")?.textContent === "Portero E2E v2 (reloaded)",
+        null, RELOAD_TIMEOUT_MS, "the page to reload with the new heading");
+      const s = await page.evaluate(pageState);
+      assert(s.marker === null, `window.__marker survived (${s.marker}): heading changed without a reload?`);
+      assert(navigations > navBefore, "no main-frame navigation observed");
+      assert(s.livereloadScript, "reloaded page lacks the live-reload script");
+    });
+
+    await check("css_change_applied_without_reload", async () => {
+      await pollPage(page, liveReloadOpen, null, 10_000, "the live-reload WebSocket to be open (after reload)");
+      const marker = `css-${Date.now()}`;
+      await page.evaluate((m) => { window.__marker = m; }, marker);
+      const navBefore = navigations;
+      const before = await page.evaluate(pageState);
+      assert(before.titleColor === "rgb(200, 0, 0)", `initial heading colour ${before.titleColor}`);
+      const file = path.join(SPA_DIR, "style.css");
+      const css = fs.readFileSync(file, "utf8");
+      assert(css.includes("rgb(200, 0, 0)"), "fixture colour not found in style.css");
+      fs.writeFileSync(file, css.replace("rgb(200, 0, 0)", "rgb(0, 90, 200)"));
+      log(`rewrote ${file}`);
+      await pollPage(page, () => {
+        const el = document.getElementById("title");
+        return el && getComputedStyle(el).color === "rgb(0, 90, 200)";
+      }, null, RELOAD_TIMEOUT_MS, "the new heading colour");
+      const s = await page.evaluate(pageState);
+      assert(s.marker === marker, `window.__marker is ${JSON.stringify(s.marker)}: the page was fully reloaded`);
+      assert(navigations === navBefore, `main frame navigated ${navigations - navBefore} time(s) on a CSS-only change`);
+    });
+
+    // Let the page settle (fetch/ws after the last reload), then screenshot.
+    await pollPage(page, () => document.getElementById("echo")?.textContent, null, 5_000, "echo after reload").catch(() => {});
+    const shot = path.join(OUT, "browser-final.png");
+    await page.screenshot({ path: shot, fullPage: true });
+    log(`screenshot: ${shot}`);
+    log(`final page state: ${JSON.stringify(await page.evaluate(pageState))}`);
+  } finally {
+    fs.writeFileSync(path.join(OUT, "browser-console.log"), consoleLines.join("\n") + "\n");
+    await context.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+const hardTimeout = setTimeout(() => {
+  console.error("[browser] FATAL: hard timeout (180 s)");
+  process.exit(3);
+}, 180_000);
+
+try {
+  await main();
+} catch (e) {
+  results.push(["browser_setup", "FAIL"]);
+  log(`FAIL browser_setup: ${e && e.stack ? e.stack : e}`);
+}
+clearTimeout(hardTimeout);
+const failed = results.filter(([, r]) => r !== "PASS").length;
+const passed = results.length - failed;
+for (const [n, r] of results) log(`${r.padEnd(4)} ${n}`);
+const expected = 5;
+if (results.length < expected && failed === 0) {
+  log(`only ${results.length} of ${expected} checks ran`);
+  process.exitCode = 1;
+}
+console.log(`browser: ${passed} passed, ${failed} failed`);
+if (failed) process.exitCode = 1;

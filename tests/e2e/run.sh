@@ -1,0 +1,297 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2317  # cleanup helpers are only reached through the trap
+# End-to-end test of portero in front of a real Django (django-tenants on
+# PostgreSQL, Channels, Daphne) backend plus a headless-Chromium SPA test.
+#
+#   tests/e2e/run.sh                 full run (needs the portero binary)
+#   tests/e2e/run.sh --backend-only  setup + direct-to-Daphne smoke check
+#
+# See tests/e2e/README.md for the environment variables.
+set -euo pipefail
+
+MODE=full
+case "${1:-}" in
+  "") ;;
+  --backend-only) MODE=backend ;;
+  -h|--help) sed -n '3,9p' "$0"; exit 0 ;;
+  *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+esac
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+VENV="$HERE/.venv"
+PY="$VENV/bin/python"
+OUT="${E2E_OUT:-$HERE/out}"
+PORTERO_BIN="${PORTERO_BIN:-target/release/portero}"
+case "$PORTERO_BIN" in /*) ;; *) PORTERO_BIN="$ROOT/$PORTERO_BIN" ;; esac
+BASE_DOMAIN=chalanpro.net
+export E2E_PORTERO_WAIT_FOR="${E2E_PORTERO_WAIT_FOR:-10}"
+export E2E_ADMIN_USER=admin E2E_ADMIN_PASSWORD=admin-pass-123
+APT_GET=(apt-get -o DPkg::Lock::Timeout=600)
+T0=$SECONDS
+
+log()  { printf '[e2e %s +%ss] %s\n' "$(date +%H:%M:%S)" "$((SECONDS - T0))" "$*" >&2; }
+die()  { printf '\n[e2e] FATAL: %s\n\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- cleanup ---
+WORK=""
+PORTERO_PID=""
+PG_BIN=""
+PG_DATA=""
+
+# kill_pid PID NAME: SIGTERM, wait up to 10 s, then SIGKILL.
+kill_pid() {
+  local pid=$1 name=$2
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  log "$name (pid $pid) ignored SIGTERM for 10 s; sending SIGKILL"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  if [[ -n "$STAGE_PID" ]]; then kill_pid "$STAGE_PID" "stage"; wait "$STAGE_PID" 2>/dev/null; fi
+  if [[ -n "$PORTERO_PID" ]]; then kill_pid "$PORTERO_PID" portero; wait "$PORTERO_PID" 2>/dev/null; fi
+  if [[ -n "$WORK" && -f "$WORK/daphne.pid" ]]; then
+    "$PY" "$HERE/e2e_backend.py" stop 2>/dev/null
+    [[ -f "$WORK/daphne.pid" ]] && kill_pid "$(cat "$WORK/daphne.pid")" daphne
+  fi
+  if [[ -n "$PG_DATA" && -f "$PG_DATA/postmaster.pid" ]]; then
+    local pgpid; pgpid="$(head -1 "$PG_DATA/postmaster.pid")"
+    (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -w -t 20 stop >/dev/null 2>&1)
+    [[ -n "$pgpid" ]] && kill_pid "$pgpid" postgres
+  fi
+  if [[ -n "$WORK" ]]; then
+    [[ -f "$WORK/pg/postgres.log" ]] && cp "$WORK/pg/postgres.log" "$OUT/postgres.log"
+    rm -rf "$WORK"
+  fi
+  if (( rc != 0 )); then log "FAILED (exit $rc) after $((SECONDS - T0)) s; logs in $OUT"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# run_stage LOGFILE TIMEOUT_S CMD...: run CMD in the background (so that a
+# signal to run.sh is handled at once, and cleanup can kill it), tee its output.
+STAGE_PID=""
+run_stage() {
+  local logf=$1 secs=$2 rc=0
+  shift 2
+  timeout "$secs" "$@" > >(tee "$logf") 2>&1 &
+  STAGE_PID=$!
+  wait "$STAGE_PID" || rc=$?
+  STAGE_PID=""
+  (( rc == 124 )) && log "timed out after $secs s: $*"
+  return "$rc"
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+
+# ---------------------------------------------------------- prerequisites ---
+ensure_system_packages() {
+  local missing=()
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+  if [[ $MODE == full ]]; then
+    [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+    [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+  fi
+  command -v runuser >/dev/null || missing+=(util-linux)
+  if (( ${#missing[@]} )); then
+    log "installing Debian packages: ${missing[*]}"
+    [[ $(id -u) == 0 ]] || die "need root to apt-get install ${missing[*]}"
+    timeout 900 "${APT_GET[@]}" update -qq || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive timeout 1200 "${APT_GET[@]}" install -y -qq --no-install-recommends "${missing[@]}" \
+      || die "apt-get install ${missing[*]} failed"
+  fi
+  PG_BIN="$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+  [[ -x "$PG_BIN/initdb" ]] || die "no initdb under /usr/lib/postgresql/*/bin"
+  id postgres >/dev/null 2>&1 || die "system user 'postgres' missing (postgresql package broken?)"
+}
+
+ensure_venv() {
+  local want have=""
+  want="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
+  [[ -f "$VENV/.requirements.sha256" ]] && have="$(cat "$VENV/.requirements.sha256")"
+  if [[ ! -x "$PY" || "$want" != "$have" ]]; then
+    log "creating venv $VENV and installing requirements.txt"
+    [[ -x "$PY" ]] || python3 -m venv "$VENV" || die "python3 -m venv failed"
+    timeout 900 "$PY" -m pip install -q --disable-pip-version-check -r "$HERE/requirements.txt" \
+      || die "pip install -r requirements.txt failed"
+    echo "$want" >"$VENV/.requirements.sha256"
+  fi
+}
+
+ensure_node_modules() {
+  local want have=""
+  want="$(sha256sum "$HERE/browser/package-lock.json" | cut -d' ' -f1)"
+  [[ -f "$HERE/browser/node_modules/.lock.sha256" ]] && have="$(cat "$HERE/browser/node_modules/.lock.sha256")"
+  if [[ ! -d "$HERE/browser/node_modules/playwright-core" || "$want" != "$have" ]]; then
+    log "npm ci (playwright-core, no browser download)"
+    (cd "$HERE/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 600 npm ci --no-audit --no-fund --loglevel=error) \
+      || die "npm ci in tests/e2e/browser failed"
+    echo "$want" >"$HERE/browser/node_modules/.lock.sha256"
+  fi
+}
+
+# ------------------------------------------------------------- PostgreSQL ---
+start_postgres() {
+  local pg="$WORK/pg"
+  PG_DATA="$pg/data"
+  export E2E_PG_HOST=127.0.0.1 E2E_PG_PORT E2E_PG_DB=portero_e2e E2E_PG_USER=postgres
+  E2E_PG_PORT="$(free_port)"
+  mkdir -p "$pg" && chown postgres:postgres "$pg" && chmod 700 "$pg"
+  log "initdb + start PostgreSQL ($PG_BIN) on 127.0.0.1:$E2E_PG_PORT"
+  (cd / && timeout 120 runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 --no-locale) \
+    >"$OUT/initdb.log" 2>&1 || die "initdb failed; see $OUT/initdb.log"
+  (cd / && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$pg/postgres.log" -w -t 60 \
+      -o "-c listen_addresses=127.0.0.1 -p $E2E_PG_PORT -k $pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start) \
+    >"$OUT/pg_ctl.log" 2>&1 || { cp "$pg/postgres.log" "$OUT/" 2>/dev/null; die "PostgreSQL did not start; see $OUT/postgres.log"; }
+  timeout 30 "$PG_BIN/createdb" -h 127.0.0.1 -p "$E2E_PG_PORT" -U postgres "$E2E_PG_DB" || die "createdb failed"
+}
+
+# ----------------------------------------------------------------- Django ---
+setup_django() {
+  export DJANGO_SETTINGS_MODULE=project.settings
+  export E2E_STATIC_ROOT="$WORK/static"
+  local manage=(timeout 300 "$PY" "$HERE/backend/manage.py")
+  log "migrate_schemas --shared"
+  (cd "$HERE/backend" && "${manage[@]}" migrate_schemas --shared --noinput) >"$OUT/django-setup.log" 2>&1 \
+    || die "migrate_schemas --shared failed; see $OUT/django-setup.log"
+  log "creating tenants acme, globex (+ superusers) and collectstatic"
+  (cd "$HERE/backend" && "${manage[@]}" e2e_setup --username "$E2E_ADMIN_USER" --password "$E2E_ADMIN_PASSWORD" \
+      && "${manage[@]}" collectstatic --noinput) >>"$OUT/django-setup.log" 2>&1 \
+    || die "tenant setup / collectstatic failed; see $OUT/django-setup.log"
+}
+
+start_daphne() {
+  export E2E_DAPHNE_PORT E2E_DAPHNE_PIDFILE="$WORK/daphne.pid" E2E_DAPHNE_LOG="$OUT/daphne.log"
+  export E2E_DAPHNE_ACCESS_LOG="$OUT/daphne-access.log" E2E_BACKEND_DIR="$HERE/backend" E2E_PYTHON="$PY"
+  export E2E_REQUEST_LOG="$OUT/backend-requests.jsonl"
+  E2E_DAPHNE_PORT="$(free_port)"
+  export E2E_BACKEND_URL="http://127.0.0.1:$E2E_DAPHNE_PORT"
+  log "starting Daphne on $E2E_BACKEND_URL"
+  "$PY" "$HERE/e2e_backend.py" start >/dev/null || die "Daphne did not come up; see $OUT/daphne.log"
+}
+
+# ---------------------------------------------------------------- portero ---
+start_portero() {
+  export E2E_SPA_DIR="$WORK/spa"
+  export E2E_PORTERO_STDERR="$OUT/portero.stderr.log"
+  cp -r "$HERE/spa" "$E2E_SPA_DIR"
+  local cmd=("$PORTERO_BIN" --listen 127.0.0.1:0 --backend "$E2E_BACKEND_URL" --spa "$E2E_SPA_DIR"
+             --base-domain "$BASE_DOMAIN" --log-level info)
+  # shellcheck disable=SC2206
+  [[ -n "${PORTERO_EXTRA_ARGS:-}" ]] && cmd+=($PORTERO_EXTRA_ARGS)
+  log "starting portero: ${cmd[*]}"
+  # cwd: an empty dir, so no stray ./portero.toml is picked up.
+  mkdir -p "$WORK/portero-cwd"
+  (cd "$WORK/portero-cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero.stdout.log" 2>"$E2E_PORTERO_STDERR" &
+  PORTERO_PID=$!
+  export E2E_PORTERO_PID=$PORTERO_PID
+  local addr=""
+  for _ in $(seq 200); do   # 20 s
+    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$E2E_PORTERO_STDERR" \
+            | grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' | head -1 | sed 's#.*http://##')" || true
+    [[ -n "$addr" ]] && break
+    if ! kill -0 "$PORTERO_PID" 2>/dev/null; then
+      wait "$PORTERO_PID"; local rc=$?; PORTERO_PID=""
+      cat "$E2E_PORTERO_STDERR" >&2
+      die "portero exited (code $rc) before logging 'listening on http://127.0.0.1:PORT'"
+    fi
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { cat "$E2E_PORTERO_STDERR" >&2; die "portero did not log 'listening on http://127.0.0.1:PORT' within 20 s"; }
+  export E2E_PORTERO_PORT="${addr##*:}"
+  log "portero pid $PORTERO_PID listening on $addr"
+}
+
+# Stop portero with SIGTERM; it must exit 0 within 15 s.
+stop_portero_checked() {
+  local rc
+  kill -TERM "$PORTERO_PID"
+  for _ in $(seq 150); do kill -0 "$PORTERO_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$PORTERO_PID" 2>/dev/null; then
+    log "portero still running 15 s after SIGTERM"
+    kill -KILL "$PORTERO_PID"; wait "$PORTERO_PID" 2>/dev/null; PORTERO_PID=""
+    return 1
+  fi
+  wait "$PORTERO_PID" && rc=0 || rc=$?
+  PORTERO_PID=""
+  log "portero exited with code $rc after SIGTERM"
+  [[ $rc == 0 ]]
+}
+
+# ------------------------------------------------------------------- main ---
+if [[ -z "${E2E_OUT:-}" ]]; then rm -rf "$OUT"; fi
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+# A caller-chosen E2E_OUT is not emptied: remove only what this script writes.
+rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.stdout,portero.stderr}.log \
+      "$OUT"/{pytest-backend,pytest-scenarios,browser,browser-console}.log "$OUT"/backend-requests.jsonl \
+      "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png
+export E2E_OUT="$OUT"
+
+if [[ $MODE == full && ! -x "$PORTERO_BIN" ]]; then
+  die "portero binary not found at $PORTERO_BIN (build it: cargo build --release, or set PORTERO_BIN; use --backend-only to test only the Django side)"
+fi
+
+ensure_system_packages
+ensure_venv
+[[ $MODE == full ]] && ensure_node_modules
+
+WORK="$(mktemp -d /tmp/portero-e2e.XXXXXX)"
+chmod 755 "$WORK"
+start_postgres
+setup_django
+start_daphne
+
+declare -A RESULT=()
+PYTEST=("$PY" -m pytest -c "$HERE/pytest.ini" --rootdir "$HERE" -v -rA)
+cd "$HERE"
+
+if [[ $MODE == backend ]]; then
+  log "running direct-to-backend smoke checks (no portero)"
+  rc=0
+  run_stage "$OUT/pytest-backend.log" 600 "${PYTEST[@]}" --junitxml="$OUT/backend-junit.xml" test_backend_direct.py || rc=$?
+  [[ $rc == 0 ]] && RESULT[backend_smoke]=PASS || RESULT[backend_smoke]="FAIL(pytest exit $rc)"
+else
+  start_portero
+  log "running pytest scenarios against portero on 127.0.0.1:$E2E_PORTERO_PORT"
+  rc=0
+  run_stage "$OUT/pytest-scenarios.log" 900 "${PYTEST[@]}" --junitxml="$OUT/scenarios-junit.xml" test_scenarios.py || rc=$?
+  [[ $rc == 0 ]] && RESULT[scenarios]=PASS || RESULT[scenarios]="FAIL(pytest exit $rc)"
+
+  # The last scenario stops the backend for good and restarts it on teardown;
+  # make sure it is up for the browser test whatever happened.
+  if ! "$PY" "$HERE/e2e_backend.py" status | grep -q 'answers=True'; then
+    log "backend not answering after pytest; restarting Daphne"
+    "$PY" "$HERE/e2e_backend.py" stop || true
+    "$PY" "$HERE/e2e_backend.py" start >/dev/null || die "could not restart Daphne"
+  fi
+
+  log "running browser test (playwright-core + /usr/bin/chromium)"
+  rc=0
+  run_stage "$OUT/browser.log" 240 node "$HERE/browser/browser_test.mjs" || rc=$?
+  [[ $rc == 0 ]] && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $rc)"
+
+  if kill -0 "$PORTERO_PID" 2>/dev/null; then
+    if stop_portero_checked; then RESULT[sigterm_exit0]=PASS; else RESULT[sigterm_exit0]=FAIL; fi
+  else
+    PORTERO_PID=""
+    RESULT[sigterm_exit0]="FAIL(portero died during the run)"
+  fi
+fi
+
+echo
+log "summary (outputs in $OUT):"
+failed=0
+for k in "${!RESULT[@]}"; do
+  printf '  %-16s %s\n' "$k" "${RESULT[$k]}" >&2
+  [[ ${RESULT[$k]} == PASS ]] || failed=1
+done
+log "total time $((SECONDS - T0)) s"
+exit $failed

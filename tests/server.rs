@@ -1,0 +1,78 @@
+//! Server core: answering on port 0, graceful shutdown, header timeout.
+
+mod support;
+
+use std::time::Duration;
+
+use support::backends::Echo;
+use support::{config, get, start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn cfg(backend: std::net::SocketAddr, server: &str) -> portero::Config {
+    config(&format!(
+        "[server]\n{server}\n[upstreams.backend]\nurl = \"http://{backend}\"\n"
+    ))
+}
+
+#[tokio::test]
+async fn starts_on_port_zero_and_answers() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "")).await;
+    assert_ne!(p.addr.port(), 0);
+    let r = get(&p.url("/__portero/health"), &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "ok\n");
+    let r = get(&p.url("/__portero/status"), &[]).await;
+    assert!(r.text().contains("\"open_tunnels\":0"), "{}", r.text());
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
+    let echo = Echo::start().await;
+    let mut p = start(cfg(echo.addr, "shutdown_timeout = \"10s\"")).await;
+    let url = p.url("/api/slow?ms=1000");
+    let in_flight = tokio::spawn(async move { get(&url, &[]).await });
+    // Wait until the backend has the request, so it is truly in flight.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while echo.hits() == 0 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let stopping = p.begin_stop();
+    // New connections are refused once the listener is closed.
+    let refused = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if TcpStream::connect(p.addr).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "new connections were still accepted");
+    let r = in_flight.await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_header_block_is_cut_off_after_the_header_timeout() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "header_read_timeout = \"300ms\"")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /api/x HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .unwrap();
+    // Never finish the header block: portero must close the connection.
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 5 s");
+    assert_eq!(echo.hits(), 0);
+}
