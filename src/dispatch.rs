@@ -108,11 +108,13 @@ async fn route_request(
     }
 
     let path = path::normalize(raw_path).into_owned();
-    let route = resolved
+    let tenant_route = resolved
         .tenant
         .as_ref()
         .and_then(|t| rt.tenant_routes.get(t))
-        .and_then(|table| table.find(&path))
+        .and_then(|table| table.find(&path));
+    let own_route = tenant_route.is_some();
+    let route = tenant_route
         .or_else(|| rt.routes.find(&path))
         .cloned()
         .ok_or_else(|| Error::NoRoute { path: path.clone() })?;
@@ -129,15 +131,17 @@ async fn route_request(
     };
     match &route.target {
         RouteTarget::Upstream(name) => {
-            // A tenant override sends all of that tenant's proxied traffic
-            // to its own upstream.
-            let name = ctx
+            // A tenant's `upstream` override takes over the shared routes'
+            // proxied traffic; the tenant's own routes name their upstream
+            // explicitly and keep it.
+            let overridden = ctx
                 .tenant
                 .tenant
                 .as_ref()
                 .and_then(|t| rt.config.tenants.overrides.get(t))
                 .and_then(|o| o.upstream.as_deref())
-                .unwrap_or(name);
+                .filter(|_| !own_route);
+            let name = overridden.unwrap_or(name);
             rt.proxy.forward(req, &ctx, name).await
         }
         RouteTarget::Spa => match &rt.config.spa.source {

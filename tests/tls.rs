@@ -291,3 +291,44 @@ async fn portero_cert_writes_files_that_load_and_verify() {
     assert!(err.is_err(), "other.test must not verify");
     p.stop().await;
 }
+
+#[tokio::test]
+async fn wss_echo_through_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let backend = support::ws::WsEcho::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCa::new().issue(dir.path(), "dev", &["localhost", "*.localhost"]);
+    let cfg = support::config(&format!(
+        "[upstreams.backend]\nurl = \"http://{}\"\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"backend\"\n\
+         [tenants]\nbase_domain = \"chalanpro.net\"",
+        backend.addr
+    ));
+    let p = start_tls(cfg, tls_config(vec![cert])).await;
+
+    // Browsers open WebSockets on an HTTP/1.1 connection of their own.
+    let stream = connect(p.tls_addr, "acme.localhost", accept_any(H1))
+        .await
+        .unwrap();
+    let (mut ws, resp) = tokio_tungstenite::client_async("wss://acme.localhost/ws/echo", stream)
+        .await
+        .expect("WebSocket handshake over TLS");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hello over tls")).await.unwrap();
+    let echoed = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .expect("echo within 10 s")
+        .expect("a message")
+        .unwrap();
+    assert_eq!(echoed.into_text().unwrap().as_str(), "hello over tls");
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.host.as_deref(), Some("acme.chalanpro.net"));
+    assert_eq!(seen.path, "/ws/echo");
+    ws.close(None).await.unwrap();
+    // Finish the closing handshake so the tunnel ends before shutdown.
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    p.stop().await;
+}
