@@ -332,3 +332,34 @@ async fn wss_echo_through_tls() {
     drop(ws);
     p.stop().await;
 }
+
+/// The proxy's https upstreams use `client_config`: the upstream's `ca`
+/// makes a private CA trusted; without it the handshake fails (502) unless
+/// verification is explicitly switched off.
+#[tokio::test]
+async fn https_upstreams_verify_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let (backend, _task) = support::tls::https_backend(&ca, dir.path()).await;
+    let ca_path = dir.path().join("backend-ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+
+    let cases = [
+        (format!("ca = {:?}", ca_path.display().to_string()), 200),
+        (String::new(), 502),
+        ("insecure_skip_verify = true".to_string(), 200),
+    ];
+    for (option, status) in cases {
+        let cfg = support::config(&format!(
+            "[upstreams.backend]\nurl = \"https://{backend}\"\n{option}\nwait_for = \"0s\"\n\
+             [[routes]]\nprefix = \"/api\"\nupstream = \"backend\""
+        ));
+        let p = support::start(cfg).await;
+        let r = support::get(&p.url("/api/x"), &[("host", "localhost")]).await;
+        assert_eq!(r.status, status, "{option}: {}", r.text());
+        if status == 200 {
+            assert_eq!(r.text(), "tls backend saw localhost");
+        }
+        p.stop().await;
+    }
+}
