@@ -243,6 +243,25 @@ impl NameIndex {
 mod tests {
     use super::*;
 
+    /// Expiry is a warning, not an error: a stale dev certificate still
+    /// starts the server, and its names are read.
+    #[test]
+    fn an_expired_certificate_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["old.test".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let paths = CertPaths {
+            cert: dir.path().join("old.pem"),
+            key: dir.path().join("old-key.pem"),
+        };
+        std::fs::write(&paths.cert, params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(&paths.key, key.serialize_pem()).unwrap();
+        let loaded = load_cert(&paths, &provider()).unwrap();
+        assert_eq!(loaded.names, ["old.test"]);
+    }
+
     #[test]
     fn exact_then_one_label_wildcard_then_default() {
         let mut ix = NameIndex::default();
