@@ -1,5 +1,6 @@
 //! The one place every request goes through, in data-flow order:
-//! host → tenant → portero's own endpoints → route → service.
+//! host (and its agreement with SNI) → tenant → HTTPS redirect → portero's
+//! own endpoints → route → service.
 //! Failures become error pages here and nowhere else.
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use crate::config::{Route, RouteTarget, SpaSource};
 use crate::error::Error;
 use crate::http::body::Body;
 use crate::http::error_page::{self, Flavor};
+use crate::http::tls_rules;
 use crate::routing::host::RequestHost;
 use crate::routing::path;
 use crate::routing::tenant::{self, Resolved};
@@ -59,13 +61,18 @@ pub async fn handle(
 ) -> Response<LoggedBody> {
     let mut entry = Entry::new(&req, &conn, Instant::now());
     let flavor = Flavor::from_request(req.headers());
-    let resp = match route_request(req, conn, shared, &mut entry).await {
+    let mut hsts = None;
+    let mut resp = match route_request(req, conn, shared, &mut entry, &mut hsts).await {
         Ok(resp) => resp,
         Err(err) => {
             entry.error(&err);
             error_page::render(&err, flavor)
         }
     };
+    if let Some(v) = hsts {
+        resp.headers_mut()
+            .insert(header::STRICT_TRANSPORT_SECURITY, v);
+    }
     entry.status = resp.status();
     LoggedBody::wrap(resp, entry)
 }
@@ -75,11 +82,20 @@ async fn route_request(
     conn: Arc<Conn>,
     shared: Arc<Shared>,
     entry: &mut Entry,
+    hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<Body>, Error> {
     let host = request_host(&req, &conn)?;
+    tls_rules::check_sni(conn.sni.as_deref(), &host.name)?;
     let rt = shared.runtime.load_full();
     let resolved = tenant::resolve(&host.name, &rt.config.tenants)?;
     entry.tenant = resolved.tenant.clone();
+    let tls = rt.config.tls.as_ref();
+    if conn.tls {
+        *hsts = tls_rules::hsts(&host.name, tls);
+    } else if let Some(resp) = tls_rules::https_redirect(conn.tls, &host, req.uri(), tls) {
+        entry.route = "https-redirect".into();
+        return Ok(resp);
+    }
 
     let raw_path = req.uri().path();
     if let Some(rest) = raw_path.strip_prefix(admin::PREFIX) {
@@ -92,11 +108,13 @@ async fn route_request(
     }
 
     let path = path::normalize(raw_path).into_owned();
-    let route = resolved
+    let tenant_route = resolved
         .tenant
         .as_ref()
         .and_then(|t| rt.tenant_routes.get(t))
-        .and_then(|table| table.find(&path))
+        .and_then(|table| table.find(&path));
+    let own_route = tenant_route.is_some();
+    let route = tenant_route
         .or_else(|| rt.routes.find(&path))
         .cloned()
         .ok_or_else(|| Error::NoRoute { path: path.clone() })?;
@@ -113,15 +131,17 @@ async fn route_request(
     };
     match &route.target {
         RouteTarget::Upstream(name) => {
-            // A tenant override sends all of that tenant's proxied traffic
-            // to its own upstream.
-            let name = ctx
+            // A tenant's `upstream` override takes over the shared routes'
+            // proxied traffic; the tenant's own routes name their upstream
+            // explicitly and keep it.
+            let overridden = ctx
                 .tenant
                 .tenant
                 .as_ref()
                 .and_then(|t| rt.config.tenants.overrides.get(t))
                 .and_then(|o| o.upstream.as_deref())
-                .unwrap_or(name);
+                .filter(|_| !own_route);
+            let name = overridden.unwrap_or(name);
             rt.proxy.forward(req, &ctx, name).await
         }
         RouteTarget::Spa => match &rt.config.spa.source {

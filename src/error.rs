@@ -5,6 +5,8 @@
 //! is the only place that decides which status the client sees, and it has no
 //! catch-all arm, so a new variant cannot ship without a decision.
 
+use std::path::PathBuf;
+
 use http::StatusCode;
 
 /// Who caused a failed request. Logged with every error and used to pick the
@@ -38,6 +40,12 @@ pub enum Error {
 
     #[error("host {host:?} is not served here")]
     UnknownHost { host: String },
+
+    /// The TLS connection was opened for one name and the request is for
+    /// another (HTTP/2 connection reuse, or a client that lies): RFC 9110
+    /// §15.5.20 says 421, and browsers retry on a fresh connection.
+    #[error("request for {host:?} on a TLS connection opened for {sni:?}")]
+    SniMismatch { sni: String, host: String },
 
     #[error("no route for {path}")]
     NoRoute { path: String },
@@ -85,7 +93,9 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::BadRequest(_) | Error::InvalidHost { .. } => StatusCode::BAD_REQUEST,
-            Error::UnknownHost { .. } => StatusCode::MISDIRECTED_REQUEST,
+            Error::UnknownHost { .. } | Error::SniMismatch { .. } => {
+                StatusCode::MISDIRECTED_REQUEST
+            }
             Error::NoRoute { .. } | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -103,6 +113,7 @@ impl Error {
             Error::BadRequest(_)
             | Error::InvalidHost { .. }
             | Error::UnknownHost { .. }
+            | Error::SniMismatch { .. }
             | Error::NoRoute { .. }
             | Error::NotFound { .. }
             | Error::MethodNotAllowed { .. }
@@ -140,6 +151,14 @@ mod tests {
             (
                 Error::UnknownHost {
                     host: "evil.test".into(),
+                },
+                421,
+                Fault::Client,
+            ),
+            (
+                Error::SniMismatch {
+                    sni: "a.localhost".into(),
+                    host: "b.localhost".into(),
                 },
                 421,
                 Fault::Client,
@@ -222,6 +241,21 @@ pub enum StartupError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no certificate found (expected a PEM `BEGIN CERTIFICATE` block)", path.display())]
+    NoCertificate { path: PathBuf },
+    #[error("{}: no private key found (expected a PEM `BEGIN PRIVATE KEY` block)", path.display())]
+    NoPrivateKey { path: PathBuf },
+    #[error("{}: {reason}", path.display())]
+    BadPem { path: PathBuf, reason: String },
+    #[error("the key in {} does not match the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("upstream {upstream}: {reason}")]
+    UpstreamTls { upstream: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
 }

@@ -3,7 +3,7 @@
 //! A request flows through the modules in this order:
 //!
 //! ```text
-//! server (listener, TLS, hyper connection)
+//! server (listener, TLS with the certificate picked by SNI, hyper connection)
 //!   → dispatch (the one place: host → tenant → route → service)
 //!       routing::host    normalised Host newtype
 //!       routing::tenant  tenant + the host the backend sees, allow-list
@@ -16,9 +16,12 @@
 //! On the side: `config` (TOML → raw structs → validated `Config`), `state`
 //! (the runtime snapshot swapped atomically), `error` (the error type and
 //! its one mapping to HTTP status), `http` (body type, header rules, error
-//! pages).
+//! pages, TLS rules: SNI agreement, HTTPS redirect, HSTS), `upstream_tls`
+//! (rustls client config for `https://` upstreams), `cert` (the development
+//! CA and certificate behind `portero cert`).
 
 pub mod access_log;
+pub mod cert;
 pub mod config;
 pub mod dispatch;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod upstream_tls;
 
 pub use config::Config;
 pub use server::{Listeners, run};

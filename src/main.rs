@@ -29,6 +29,23 @@ struct Cli {
 enum Command {
     /// Validate a config file and print every problem (exit 0 valid, 2 invalid).
     Check,
+    /// Create a local development CA (once) and a certificate for localhost,
+    /// *.localhost, 127.0.0.1, ::1 and the base domain, signed by it.
+    Cert(CertArgs),
+}
+
+#[derive(Args)]
+struct CertArgs {
+    /// Folder for dev-ca.pem, dev-ca-key.pem, dev.pem and dev-key.pem.
+    #[arg(long, value_name = "DIR", default_value = "certs")]
+    dir: PathBuf,
+    /// Also cover DOMAIN and *.DOMAIN [default: tenants.base_domain from the config].
+    #[arg(long, value_name = "DOMAIN")]
+    base_domain: Option<String>,
+    /// Another name or IP address to cover, e.g. acme.localhost (repeatable).
+    /// Tenants in [tenants.overrides] are added as <tenant>.localhost.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
 }
 
 #[derive(Args)]
@@ -80,6 +97,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check) => check(cli.run.config),
+        Some(Command::Cert(args)) => match cert(&args, &cli.run) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
         None => {
             init_logging(&cli.run.log_level);
             match load(&cli.run) {
@@ -120,6 +144,53 @@ fn check(path: Option<PathBuf>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `portero cert`: the base domain comes from the flag, else the config;
+/// tenants named in the config get explicit `<tenant>.localhost` names.
+fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
+    let config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
+    let base_domain = match args.base_domain.as_deref().or(run.base_domain.as_deref()) {
+        Some(d) => Some(
+            portero::routing::host::HostName::parse(d)
+                .map_err(|m| anyhow::anyhow!("--base-domain {d:?}: {m}"))?,
+        ),
+        None => config.tenants.base_domain.clone(),
+    };
+    for n in &args.names {
+        let valid = n.parse::<std::net::IpAddr>().is_ok()
+            || portero::routing::host::HostName::parse(n.strip_prefix("*.").unwrap_or(n)).is_ok();
+        if !valid {
+            anyhow::bail!("--name {n:?} is not a host name or IP address");
+        }
+    }
+    let req = portero::cert::Request {
+        base_domain,
+        tenants: config.tenants.overrides.keys().cloned().collect(),
+        names: args.names.clone(),
+    };
+    let files = portero::cert::generate(&args.dir, &req)?;
+    if files.ca_created {
+        println!(
+            "created the development CA: {} (key {})",
+            files.ca_cert.display(),
+            files.ca_key.display()
+        );
+    } else {
+        println!("reusing the development CA: {}", files.ca_cert.display());
+    }
+    println!(
+        "wrote {} and {} for: {}\n",
+        files.cert.display(),
+        files.key.display(),
+        files.names.join(", ")
+    );
+    println!(
+        "note: browsers and curl ignore the *.localhost wildcard; name each tenant you open \
+         (--name acme.localhost, or list it in [tenants.overrides])\n"
+    );
+    print!("{}", portero::cert::instructions(&files));
+    Ok(())
 }
 
 fn load(args: &RunArgs) -> Result<Config, String> {
@@ -177,15 +248,19 @@ fn banner(config: &Config, listeners: &portero::Listeners) {
         env!("CARGO_PKG_VERSION"),
         config.source
     );
-    for l in &listeners.plain {
-        if let Ok(a) = l.local_addr() {
-            eprintln!("  listening on http://{a}");
+    let plain = listeners.plain.iter().map(|l| ("http", l));
+    let tls = listeners.tls.iter().map(|l| ("https", l));
+    for (scheme, l) in plain.chain(tls) {
+        let Ok(a) = l.local_addr() else { continue };
+        eprintln!("  listening on {scheme}://{a}");
+        for (what, url) in portero::routing::tenant::urls(&config.tenants, scheme, a) {
+            eprintln!("    {what:<16} {url}");
         }
     }
-    for l in &listeners.tls {
-        if let Ok(a) = l.local_addr() {
-            eprintln!("  listening on https://{a}");
-        }
+    if config.tenants.base_domain.is_none() && !config.tenants.overrides.is_empty() {
+        tracing::warn!(
+            "[tenants.overrides] has no effect without tenants.base_domain (or --base-domain)"
+        );
     }
     for r in &config.routes {
         let target = match &r.target {

@@ -14,13 +14,30 @@
 //! | a host in `allowed_hosts`     | (public) | the host                |
 //! | anything else                 | refused with 421, nothing forwarded |
 //!
-//! Nested subdomains keep every label: the tenant is everything left of the
-//! base domain (or alias suffix), which is what django-tenants looks up in
-//! its domain table.
+//! The rules, in the order they are checked:
+//!
+//! 1. The host was normalised first (`routing::host`): lowercase, no
+//!    trailing dot, no port; a malformed host never gets here (400).
+//! 2. An IP literal is the public tenant, forwarded as is.
+//! 3. The base domain itself is the public tenant; a name below it is a
+//!    tenant. Nested subdomains keep every label: the tenant is everything
+//!    left of the base domain (`x.acme`), which is what django-tenants looks
+//!    up in its domain table. A name below the base domain is a tenant even
+//!    if `allowed_hosts` also lists it.
+//! 4. A local suffix (`localhost`) is the public tenant; a name below it is
+//!    an alias for the same name below the base domain, and is forwarded as
+//!    that name, nested labels included.
+//! 5. Without a base domain there are no tenants: loopback names
+//!    (`localhost`, `*.localhost`) are the public tenant, forwarded as sent,
+//!    and `[tenants.overrides]` never apply.
+//! 6. Loopback names and `allowed_hosts` are the public tenant.
+//! 7. Anything else is refused with 421 before anything is forwarded.
 //!
 //! IP literals are always allowed: a browser that sends one connected to
 //! that address on purpose, so it cannot be a DNS-rebinding attack. Names are
 //! the danger, and only known names pass.
+
+use std::net::{IpAddr, SocketAddr};
 
 use super::host::HostName;
 use crate::config::TenantConfig;
@@ -80,6 +97,48 @@ pub fn resolve(host: &HostName, cfg: &TenantConfig) -> Result<Resolved, Error> {
     })
 }
 
+/// The URLs worth printing at startup for one listener, as (what, URL):
+/// the public URL, then with a base domain the pattern any tenant follows
+/// and one URL per tenant named in `[tenants.overrides]`. A listener on a
+/// loopback or unspecified address is reached through the first local
+/// suffix (`localhost`), which browsers resolve without DNS; any other
+/// address through its IP and the base domain.
+pub fn urls(cfg: &TenantConfig, scheme: &str, addr: SocketAddr) -> Vec<(String, String)> {
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    let port = match addr.port() {
+        p if p == default_port => String::new(),
+        p => format!(":{p}"),
+    };
+    let local = addr.ip().is_loopback() || addr.ip().is_unspecified();
+    let public = if local {
+        "localhost".to_string()
+    } else {
+        match addr.ip() {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("[{ip}]"),
+        }
+    };
+    let mut out = vec![("public".to_string(), format!("{scheme}://{public}{port}"))];
+    let Some(base) = &cfg.base_domain else {
+        return out;
+    };
+    let suffix = match cfg.local_suffixes.first() {
+        Some(s) if local => s,
+        _ => base,
+    };
+    out.push((
+        "any tenant".into(),
+        format!("{scheme}://<tenant>.{suffix}{port}"),
+    ));
+    for name in cfg.overrides.keys() {
+        out.push((
+            format!("tenant {name}"),
+            format!("{scheme}://{name}.{suffix}{port}"),
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +196,91 @@ mod tests {
         );
         assert_eq!(run(&c, "127.0.0.1"), Ok((None, "127.0.0.1".into())));
         assert_eq!(run(&c, "example.com"), Err(421));
+    }
+
+    /// Raw `Host` values through parsing and resolution, as dispatch does.
+    #[test]
+    fn raw_host_table() {
+        let c = cfg("[tenants]\nbase_domain = \"chalanpro.net\"");
+        // (raw Host, tenant and forwarded host, or the status)
+        type Want = Result<(Option<&'static str>, &'static str), u16>;
+        let cases: &[(&str, Want)] = &[
+            (
+                "ACME.localhost:8080",
+                Ok((Some("acme"), "acme.chalanpro.net")),
+            ),
+            ("acme.localhost.", Ok((Some("acme"), "acme.chalanpro.net"))),
+            (
+                "Acme.ChalanPro.Net.:443",
+                Ok((Some("acme"), "acme.chalanpro.net")),
+            ),
+            (
+                "x.acme.localhost",
+                Ok((Some("x.acme"), "x.acme.chalanpro.net")),
+            ),
+            ("localhost:8080", Ok((None, "chalanpro.net"))),
+            ("[::1]:8080", Ok((None, "[::1]"))),
+            ("127.0.0.1", Ok((None, "127.0.0.1"))),
+            ("other.example", Err(421)),
+            ("localhost.evil.example", Err(421)),
+            ("acme.localhost:99999", Err(400)),
+            ("acme..localhost", Err(400)),
+            ("acme.localhost/x", Err(400)),
+            ("user@acme.localhost", Err(400)),
+            ("acme localhost", Err(400)),
+            ("[::1", Err(400)),
+        ];
+        for (raw, want) in cases {
+            let got = match crate::routing::host::RequestHost::parse(raw) {
+                Err(_) => Err(400),
+                Ok(h) => resolve(&h.name, &c)
+                    .map(|r| (r.tenant, r.forward_host.to_string()))
+                    .map_err(|e| e.status().as_u16()),
+            };
+            let want = want.map(|(t, f)| (t.map(String::from), f.to_string()));
+            assert_eq!(got, want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn startup_urls() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let urls = |c: &TenantConfig, scheme, a| {
+            urls(c, scheme, addr(a))
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect::<Vec<_>>()
+        };
+        let c = cfg("[upstreams.b2]\nurl = \"http://127.0.0.1:8001\"\n\
+             [tenants]\nbase_domain = \"chalanpro.net\"\n\
+             [tenants.overrides.acme]\nupstream = \"b2\"\n\
+             [tenants.overrides.globex]\nupstream = \"b2\"");
+        assert_eq!(
+            urls(&c, "http", "127.0.0.1:8080"),
+            [
+                "http://localhost:8080",
+                "http://<tenant>.localhost:8080",
+                "http://acme.localhost:8080",
+                "http://globex.localhost:8080"
+            ]
+        );
+        assert_eq!(
+            urls(&c, "https", "0.0.0.0:443"),
+            [
+                "https://localhost",
+                "https://<tenant>.localhost",
+                "https://acme.localhost",
+                "https://globex.localhost"
+            ]
+        );
+        assert_eq!(
+            urls(&c, "http", "10.0.0.5:80")[..2],
+            ["http://10.0.0.5", "http://<tenant>.chalanpro.net"]
+        );
+        assert_eq!(
+            urls(&cfg(""), "http", "[::1]:8080"),
+            ["http://localhost:8080"]
+        );
     }
 
     #[test]

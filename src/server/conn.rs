@@ -19,7 +19,28 @@ use crate::state::Shared;
 
 pub type Builder = auto::Builder<TokioExecutor>;
 
+/// One builder for cleartext listeners, one for TLS listeners.
+pub struct Builders {
+    pub plain: Arc<Builder>,
+    pub tls: Arc<Builder>,
+}
+
 pub fn builder(cfg: &ServerConfig) -> Builder {
+    let b = both_versions(cfg);
+    if cfg.http2_prior_knowledge {
+        b
+    } else {
+        b.http1_only()
+    }
+}
+
+/// For TLS connections: HTTP/2 is offered by ALPN there, so it is always
+/// served, whatever `http2_prior_knowledge` says about cleartext.
+pub fn tls_builder(cfg: &ServerConfig) -> Builder {
+    both_versions(cfg)
+}
+
+fn both_versions(cfg: &ServerConfig) -> Builder {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently ignores header_read_timeout.
     b.http1()
@@ -29,11 +50,7 @@ pub fn builder(cfg: &ServerConfig) -> Builder {
     b.http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    if cfg.http2_prior_knowledge {
-        b
-    } else {
-        b.http1_only()
-    }
+    b
 }
 
 pub async fn accept_loop(

@@ -56,17 +56,41 @@ pub async fn run(
         (Some(tls), false) => Some(tls::acceptor(tls)?),
         _ => None,
     };
+    let mut config = config;
+    if let Some(tls) = &mut config.tls {
+        // The addresses actually bound (tests bind port 0): the HTTP→HTTPS
+        // redirect needs the real TLS port.
+        let bound: Vec<_> = listeners
+            .tls
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect();
+        if !bound.is_empty() {
+            tls.listen = bound;
+        }
+    }
     let deadline = config.server.shutdown_timeout;
-    let builder = Arc::new(conn::builder(&config.server));
+    let builders = conn::Builders {
+        plain: Arc::new(conn::builder(&config.server)),
+        tls: Arc::new(conn::tls_builder(&config.server)),
+    };
     let shared = Shared::new(config);
-    serve(listeners, shared, builder, tls_acceptor, deadline, shutdown).await;
+    serve(
+        listeners,
+        shared,
+        builders,
+        tls_acceptor,
+        deadline,
+        shutdown,
+    )
+    .await;
     Ok(())
 }
 
 async fn serve(
     listeners: Listeners,
     shared: Arc<Shared>,
-    builder: Arc<conn::Builder>,
+    builders: conn::Builders,
     tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
     deadline: std::time::Duration,
     shutdown: impl Future<Output = ()>,
@@ -74,14 +98,20 @@ async fn serve(
     let graceful = Arc::new(GracefulShutdown::new());
     let stop = CancellationToken::new();
     let mut accepting = JoinSet::new();
-    let plain = listeners.plain.into_iter().map(|l| (l, None));
-    let tls = listeners.tls.into_iter().map(|l| (l, tls_acceptor.clone()));
-    for (listener, tls) in plain.chain(tls) {
+    let plain = listeners
+        .plain
+        .into_iter()
+        .map(|l| (l, None, builders.plain.clone()));
+    let tls = listeners
+        .tls
+        .into_iter()
+        .map(|l| (l, tls_acceptor.clone(), builders.tls.clone()));
+    for (listener, tls, builder) in plain.chain(tls) {
         accepting.spawn(conn::accept_loop(
             listener,
             tls,
             shared.clone(),
-            builder.clone(),
+            builder,
             graceful.clone(),
             stop.clone(),
         ));

@@ -1,21 +1,280 @@
-//! rustls server configuration: certificates, SNI, ALPN.
-//! (Stub: lands with the TLS issue.)
+//! rustls server configuration: certificates loaded from PEM files, the
+//! certificate chosen by the client's SNI name, ALPN `h2` and `http/1.1`.
 
-use crate::config::TlsConfig;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{InconsistentKeys, ServerConfig};
+use rustls_pki_types::pem::{self, PemObject};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::config::{CertPaths, TlsConfig};
 use crate::error::StartupError;
 
-pub fn acceptor(_tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, StartupError> {
-    Err(StartupError::Tls(
-        "TLS listeners are not implemented yet".into(),
-    ))
+/// The client side lives in its own module; the proxy reaches it here too.
+pub use crate::upstream_tls::client_config;
+
+/// The one crypto provider portero uses (ring), passed explicitly so no
+/// process-wide default has to be installed.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// rustls client settings for an https upstream.
-pub fn client_config(
-    upstream: &crate::config::Upstream,
-) -> Result<std::sync::Arc<rustls::ClientConfig>, StartupError> {
-    Err(StartupError::Tls(format!(
-        "https upstreams are not supported yet ({})",
-        upstream.url
-    )))
+/// The TLS acceptor for every TLS listener: all `[[tls.certs]]` loaded,
+/// checked, and indexed by name.
+pub fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, StartupError> {
+    Ok(tokio_rustls::TlsAcceptor::from(server_config(tls)?))
+}
+
+pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartupError> {
+    let provider = provider();
+    let certs = tls
+        .certs
+        .iter()
+        .map(|paths| load_cert(paths, &provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    let resolver = SniResolver::new(certs).ok_or_else(|| {
+        StartupError::Tls("no certificates configured (see `portero cert`)".into())
+    })?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartupError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(resolver));
+    // Preference order: the server picks the first one the client offers.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A certificate chain with its key, and the DNS names its leaf covers.
+#[derive(Debug)]
+pub struct LoadedCert {
+    /// The leaf's SAN DNS names, lowercased; wildcards stay as `*.suffix`.
+    pub names: Vec<String>,
+    pub key: Arc<CertifiedKey>,
+}
+
+/// Loads one `cert`/`key` pair. Every failure names the file at fault; an
+/// expired or not-yet-valid certificate is only a warning, because a dev
+/// setup with a stale certificate should still start.
+pub fn load_cert(paths: &CertPaths, provider: &CryptoProvider) -> Result<LoadedCert, StartupError> {
+    let chain = read_chain(&paths.cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| match e {
+        pem::Error::NoItemsFound => StartupError::NoPrivateKey {
+            path: paths.key.clone(),
+        },
+        other => pem_error(&paths.key, other),
+    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| StartupError::BadPem {
+            path: paths.key.clone(),
+            reason: format!("unusable private key: {e}"),
+        })?;
+    let certified = CertifiedKey::new(chain, signing_key);
+    match certified.keys_match() {
+        // Unknown: the key type cannot report its public key; rustls
+        // itself accepts that, and the handshake would fail loudly anyway.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            return Err(StartupError::KeyMismatch {
+                cert: paths.cert.clone(),
+                key: paths.key.clone(),
+            });
+        }
+        Err(e) => {
+            return Err(StartupError::BadPem {
+                path: paths.cert.clone(),
+                reason: e.to_string(),
+            });
+        }
+    }
+    let names = leaf_names(&paths.cert, &certified.cert[0])?;
+    Ok(LoadedCert {
+        names,
+        key: Arc::new(certified),
+    })
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartupError> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_error(path, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| pem_error(path, e))?;
+    if chain.is_empty() {
+        return Err(StartupError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(chain)
+}
+
+/// A PEM reading failure as a startup error naming `path`.
+pub(crate) fn pem_error(path: &Path, e: pem::Error) -> StartupError {
+    match e {
+        pem::Error::Io(source) => StartupError::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => StartupError::BadPem {
+            path: path.to_path_buf(),
+            reason: format!("invalid PEM: {other}"),
+        },
+    }
+}
+
+/// The leaf's SAN DNS names; warns when it is outside its validity period.
+fn leaf_names(path: &Path, leaf: &CertificateDer<'_>) -> Result<Vec<String>, StartupError> {
+    let bad = |reason: String| StartupError::BadPem {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (_, x509) = X509Certificate::from_der(leaf)
+        .map_err(|e| bad(format!("cannot parse the certificate: {e}")))?;
+    let validity = x509.validity();
+    let now = x509_parser::time::ASN1Time::now();
+    if now > validity.not_after {
+        tracing::warn!(
+            "certificate {} expired on {}; browsers will refuse it (run `portero cert` for a new dev certificate)",
+            path.display(),
+            validity.not_after
+        );
+    } else if now < validity.not_before {
+        tracing::warn!(
+            "certificate {} is not valid before {}",
+            path.display(),
+            validity.not_before
+        );
+    }
+    let san = x509
+        .subject_alternative_name()
+        .map_err(|e| bad(format!("cannot read subjectAltName: {e}")))?;
+    let names = san
+        .iter()
+        .flat_map(|ext| ext.value.general_names.iter())
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some(normalise(d)),
+            _ => None,
+        })
+        .collect();
+    Ok(names)
+}
+
+fn normalise(name: &str) -> String {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.to_ascii_lowercase()
+}
+
+/// Picks a certificate by SNI: an exact name, then a wildcard one label
+/// deep (`*.example.net` covers `a.example.net`, not `a.b.example.net` nor
+/// `example.net`, as RFC 6125 §6.4.3 has clients check it), then the first
+/// configured certificate. When several certificates claim a name the first
+/// configured wins.
+#[derive(Debug)]
+pub struct SniResolver {
+    certs: Vec<Arc<CertifiedKey>>,
+    names: NameIndex,
+}
+
+impl SniResolver {
+    /// `None` when `certs` is empty: there would be no default.
+    pub fn new(certs: Vec<LoadedCert>) -> Option<Self> {
+        if certs.is_empty() {
+            return None;
+        }
+        let mut names = NameIndex::default();
+        let mut keys = Vec::with_capacity(certs.len());
+        for (i, c) in certs.into_iter().enumerate() {
+            for n in &c.names {
+                names.insert(n, i);
+            }
+            keys.push(c.key);
+        }
+        Some(Self { certs: keys, names })
+    }
+
+    pub fn pick(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
+        let i = sni.and_then(|s| self.names.lookup(s)).unwrap_or(0);
+        &self.certs[i]
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()).clone())
+    }
+}
+
+/// Certificate indices by exact name and by wildcard suffix.
+#[derive(Debug, Default)]
+pub struct NameIndex {
+    exact: HashMap<String, usize>,
+    /// `*.example.net` is stored under `example.net`.
+    wildcard: HashMap<String, usize>,
+}
+
+impl NameIndex {
+    pub fn insert(&mut self, name: &str, cert: usize) {
+        let name = normalise(name);
+        match name.strip_prefix("*.") {
+            Some(suffix) => self.wildcard.entry(suffix.to_string()),
+            None => self.exact.entry(name),
+        }
+        .or_insert(cert);
+    }
+
+    pub fn lookup(&self, sni: &str) -> Option<usize> {
+        let sni = normalise(sni);
+        if let Some(&i) = self.exact.get(&sni) {
+            return Some(i);
+        }
+        let (_, parent) = sni.split_once('.')?;
+        self.wildcard.get(parent).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expiry is a warning, not an error: a stale dev certificate still
+    /// starts the server, and its names are read.
+    #[test]
+    fn an_expired_certificate_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["old.test".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let paths = CertPaths {
+            cert: dir.path().join("old.pem"),
+            key: dir.path().join("old-key.pem"),
+        };
+        std::fs::write(&paths.cert, params.self_signed(&key).unwrap().pem()).unwrap();
+        std::fs::write(&paths.key, key.serialize_pem()).unwrap();
+        let loaded = load_cert(&paths, &provider()).unwrap();
+        assert_eq!(loaded.names, ["old.test"]);
+    }
+
+    #[test]
+    fn exact_then_one_label_wildcard_then_default() {
+        let mut ix = NameIndex::default();
+        ix.insert("example.net", 1);
+        ix.insert("*.example.net", 2);
+        ix.insert("Special.Example.NET", 3);
+        ix.insert("*.example.net", 4);
+        assert_eq!(ix.lookup("example.net"), Some(1));
+        assert_eq!(ix.lookup("a.example.net"), Some(2));
+        assert_eq!(ix.lookup("A.Example.Net."), Some(2));
+        assert_eq!(ix.lookup("special.example.net"), Some(3));
+        assert_eq!(ix.lookup("a.b.example.net"), None);
+        assert_eq!(ix.lookup("other.test"), None);
+        assert_eq!(ix.lookup("net"), None);
+    }
 }

@@ -163,3 +163,5 @@ pub async fn read_head(s: &mut TcpStream) -> String {
     }
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+pub mod tls;
