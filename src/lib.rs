@@ -16,7 +16,8 @@
 //! On the side: `config` (TOML → raw structs → validated `Config`), `state`
 //! (the runtime snapshot swapped atomically), `error` (the error type and
 //! its one mapping to HTTP status), `http` (body type, header rules, error
-//! pages).
+//! pages), `watch` (debounced folder watching: static cache invalidation
+//! and live-reload messages).
 
 pub mod access_log;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod routing;
 pub mod server;
 pub mod services;
 pub mod state;
+pub mod watch;
 
 pub use config::Config;
 pub use server::{Listeners, run};

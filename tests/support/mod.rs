@@ -2,6 +2,8 @@
 //! it with a plain HTTP client or raw bytes.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -151,7 +153,11 @@ pub async fn read_head(s: &mut TcpStream) -> String {
             .await
             .expect("head within 10 s")
             .unwrap();
-        assert!(n > 0, "connection closed mid-head: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "connection closed mid-head: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.push(byte[0]);
     }
     String::from_utf8_lossy(&buf).into_owned()
