@@ -101,6 +101,7 @@ impl StaticDir {
         };
         match watch::spawn(&self.root, on_change) {
             Ok(w) => {
+                self.warm_index(cache.clone());
                 self.cache = Some(cache);
                 self._watch = Some(w);
             }
@@ -110,6 +111,21 @@ impl StaticDir {
             ),
         }
         self
+    }
+
+    /// Prepares `index.html` in the background, so the first page load does
+    /// not wait for the disk and startup does not wait for the page.
+    fn warm_index(&self, cache: Arc<Cache>) {
+        let root = self.root.clone();
+        let inject = self.live_reload;
+        let (generation, budget) = cache.ticket();
+        tokio::task::spawn_blocking(move || {
+            if let Ok(Resolution::File(found)) = resolve::resolve(&root, &[]) {
+                if let Ok(entry) = cache::build(&found, budget, inject) {
+                    cache.insert("/", generation, Some(Arc::new(entry)));
+                }
+            }
+        });
     }
 
     /// Serves `path` (the request path below the route prefix, normalised
