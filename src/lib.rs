@@ -18,7 +18,8 @@
 //! its one mapping to HTTP status), `http` (body type, header rules, error
 //! pages, TLS rules: SNI agreement, HTTPS redirect, HSTS), `upstream_tls`
 //! (rustls client config for `https://` upstreams), `cert` (the development
-//! CA and certificate behind `portero cert`).
+//! CA and certificate behind `portero cert`), `watch` (debounced folder
+//! watching: static cache invalidation and live-reload messages).
 
 pub mod access_log;
 pub mod cert;
@@ -31,6 +32,7 @@ pub mod server;
 pub mod services;
 pub mod state;
 pub mod upstream_tls;
+pub mod watch;
 
 pub use config::Config;
 pub use server::{Listeners, run};

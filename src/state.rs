@@ -29,7 +29,9 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Arc<Config>) -> Runtime {
+    /// `livereload` is where the SPA folder's watcher reports changes; it
+    /// outlives snapshots, so open pages stay connected across reloads.
+    pub fn new(config: Arc<Config>, livereload: &LiveReload) -> Runtime {
         let routes = RouteTable::new(&config.routes);
         let tenant_routes = config
             .tenants
@@ -39,12 +41,15 @@ impl Runtime {
             .map(|(name, o)| (name.clone(), RouteTable::new(&o.routes)))
             .collect();
         let spa = match &config.spa.source {
-            SpaSource::Dir(root) if root.is_dir() => Some(Arc::new(StaticDir::new(
-                root.clone(),
-                config.spa.history_fallback,
-                config.spa.live_reload,
-                config.spa.memory_cache,
-            ))),
+            SpaSource::Dir(root) if root.is_dir() => Some(Arc::new(
+                StaticDir::new(
+                    root.clone(),
+                    config.spa.history_fallback,
+                    config.spa.live_reload,
+                    config.spa.memory_cache,
+                )
+                .watched(config.spa.live_reload.then(|| livereload.clone())),
+            )),
             _ => None,
         };
         let mut static_dirs = HashMap::new();
@@ -87,9 +92,10 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config) -> Arc<Shared> {
         let config = Arc::new(config);
+        let livereload = LiveReload::new();
         Arc::new(Shared {
-            livereload: LiveReload::new(),
-            runtime: ArcSwap::from_pointee(Runtime::new(config)),
+            runtime: ArcSwap::from_pointee(Runtime::new(config, &livereload)),
+            livereload,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
         })

@@ -1,14 +1,35 @@
-//! Live reload: the `/__portero/livereload` WebSocket and its client script.
-//! (Stub: the full service lands with the live-reload issue.)
+//! Live reload: the `/__portero/livereload` WebSocket that tells pages what
+//! changed, and the client script that listens to it.
 
-use http::Response;
+use futures_util::{SinkExt, StreamExt};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use tokio::sync::broadcast;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::http::body::Body;
+use crate::http::body::{Body, empty, full};
 use crate::state::Shared;
 
+pub const SOCKET_PATH: &str = "/__portero/livereload";
+pub const SCRIPT_PATH: &str = "/__portero/livereload.js";
+/// What HTML pages get before their last `</body>`.
+pub const SCRIPT_TAG: &str = "<script src=\"/__portero/livereload.js\"></script>";
+
+const CLIENT_JS: &str = include_str!("livereload.js");
+const HELLO: &str = r#"{"type":"hello"}"#;
+/// Sent when a socket fell behind and missed messages: reload to be safe.
+const RELOAD: &str = r#"{"type":"change","paths":[],"css_only":false}"#;
+
+/// The channel change messages go out on, one JSON text per debounced
+/// batch. Cheap to clone: every clone sends to the same sockets.
+#[derive(Clone)]
 pub struct LiveReload {
     pub changes: broadcast::Sender<String>,
 }
@@ -19,6 +40,12 @@ impl LiveReload {
             changes: broadcast::channel(64).0,
         }
     }
+
+    /// Tells every open socket that `paths` changed.
+    pub fn notify(&self, paths: &[String]) {
+        // No receivers is the normal case with no page open.
+        let _ = self.changes.send(change_message(paths));
+    }
 }
 
 impl Default for LiveReload {
@@ -27,12 +54,182 @@ impl Default for LiveReload {
     }
 }
 
+/// `{"type":"change","paths":[...],"css_only":bool}`. CSS-only batches let
+/// the page swap its stylesheets instead of reloading.
+pub fn change_message(paths: &[String]) -> String {
+    let css_only = !paths.is_empty()
+        && paths
+            .iter()
+            .all(|p| p.to_ascii_lowercase().ends_with(".css"));
+    let list: Vec<String> = paths.iter().map(|p| json_string(p)).collect();
+    format!(
+        "{{\"type\":\"change\",\"paths\":[{}],\"css_only\":{css_only}}}",
+        list.join(",")
+    )
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Serves `/__portero/livereload` (WebSocket) and `/__portero/livereload.js`.
-pub async fn serve(
-    req: http::Request<Incoming>,
-    _shared: &Shared,
-) -> Result<Response<Body>, Error> {
-    Err(Error::NotFound {
-        path: req.uri().path().into(),
-    })
+pub async fn serve(req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>, Error> {
+    match req.uri().path() {
+        SCRIPT_PATH => script(req.method()),
+        SOCKET_PATH => upgrade(req, shared),
+        other => Err(Error::NotFound { path: other.into() }),
+    }
+}
+
+fn script(method: &Method) -> Result<Response<Body>, Error> {
+    let body = match *method {
+        Method::GET => full(CLIENT_JS),
+        Method::HEAD => empty(),
+        _ => {
+            return Err(Error::MethodNotAllowed {
+                method: method.clone(),
+                allow: "GET, HEAD",
+            });
+        }
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/javascript; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(CLIENT_JS.len()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+/// Accepts the WebSocket handshake (RFC 6455 §4.2) and hands the upgraded
+/// connection to a task tracked with the other tunnels.
+fn upgrade(mut req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>, Error> {
+    if req.method() != Method::GET {
+        return Err(Error::MethodNotAllowed {
+            method: req.method().clone(),
+            allow: "GET",
+        });
+    }
+    let h = req.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        h.get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return Err(Error::BadRequest(
+            "/__portero/livereload is a WebSocket: send an Upgrade request",
+        ));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(Error::BadRequest(
+            "unsupported Sec-WebSocket-Version (want 13)",
+        ));
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(Error::BadRequest("missing Sec-WebSocket-Key"));
+    };
+    let accept = derive_accept_key(key.as_bytes());
+
+    // Subscribe now, so no change between the 101 and the socket task's
+    // start is lost.
+    let changes = shared.livereload.changes.subscribe();
+    let close = shared.close_tunnels.clone();
+    // Ordering: the upgrade future must exist before the 101 goes out, or
+    // hyper has nothing to hand the connection to.
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    shared.tunnels.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
+                run_socket(ws, changes, close).await;
+            }
+            Err(e) => tracing::debug!("live-reload upgrade failed: {e}"),
+        }
+    });
+
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
+    );
+    Ok(resp)
+}
+
+async fn run_socket<S>(
+    mut ws: WebSocketStream<S>,
+    mut changes: broadcast::Receiver<String>,
+    close: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if ws.send(Message::text(HELLO)).await.is_err() {
+        return;
+    }
+    loop {
+        let out = tokio::select! {
+            _ = close.cancelled() => break,
+            change = changes.recv() => match change {
+                Ok(text) => text,
+                Err(broadcast::error::RecvError::Lagged(_)) => RELOAD.to_string(),
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            incoming = ws.next() => match incoming {
+                // Pings are answered by tungstenite; other messages ignored.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => continue,
+            },
+        };
+        if ws.send(Message::text(out)).await.is_err() {
+            return;
+        }
+    }
+    // Sends our close frame (or the reply to the client's).
+    let _ = ws.close(None).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn change_messages() {
+        assert_eq!(
+            change_message(&["/app.css".into()]),
+            r#"{"type":"change","paths":["/app.css"],"css_only":true}"#
+        );
+        assert_eq!(
+            change_message(&["/a.css".into(), "/index.html".into()]),
+            r#"{"type":"change","paths":["/a.css","/index.html"],"css_only":false}"#
+        );
+        assert_eq!(
+            change_message(&[]),
+            r#"{"type":"change","paths":[],"css_only":false}"#
+        );
+        assert_eq!(
+            change_message(&["/q\"\\\n.js".into()]),
+            r#"{"type":"change","paths":["/q\"\\\u000a.js"],"css_only":false}"#
+        );
+    }
 }

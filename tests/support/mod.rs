@@ -2,6 +2,8 @@
 //! it with a plain HTTP client or raw bytes.
 #![allow(dead_code)]
 
+pub mod fixtures;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,243 @@
+//! Safe path resolution: a request path becomes a file below the root only
+//! through normal components, after exactly one percent-decode.
+
+use std::fs::{self, Metadata};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use percent_encoding::percent_decode_str;
+
+/// The top-level dot-directory that is served despite the dotfile rule
+/// (RFC 8615 well-known URIs).
+const WELL_KNOWN: &str = ".well-known";
+
+/// Splits a request path (below the route prefix, already normalised by
+/// routing) into the names of the folders and file it asks for, or `None`
+/// when it must not reach the filesystem at all.
+///
+/// Each segment is percent-decoded once, after splitting, so an encoded
+/// slash (`%2F`) is data that makes the path invalid, never a separator.
+/// A segment is accepted only if it is a normal file name: not `.` or `..`,
+/// no slash, backslash, NUL or colon (a Windows drive or stream prefix), and
+/// not a dotfile, except the top-level `.well-known`.
+pub fn components(path: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    for raw in path.split('/') {
+        if raw.is_empty() {
+            continue;
+        }
+        let seg = percent_decode_str(raw).decode_utf8().ok()?;
+        if !is_normal_name(&seg, out.is_empty()) {
+            return None;
+        }
+        out.push(seg.into_owned());
+    }
+    Some(out)
+}
+
+fn is_normal_name(seg: &str, first: bool) -> bool {
+    if seg.is_empty() || seg.contains(['/', '\\', '\0', ':']) {
+        return false;
+    }
+    if seg.starts_with('.') && !(first && seg == WELL_KNOWN) {
+        return false;
+    }
+    // Belt and braces: the platform must see one normal component too.
+    let mut comps = Path::new(seg).components();
+    matches!(
+        (comps.next(), comps.next()),
+        (Some(Component::Normal(_)), None)
+    )
+}
+
+/// A regular file found below the root, with its precompressed siblings.
+#[derive(Debug)]
+pub struct Found {
+    pub path: PathBuf,
+    /// The file name that decides type and cache policy (`index.html` for a
+    /// folder request).
+    pub name: String,
+    pub meta: Metadata,
+    pub br: Option<(PathBuf, Metadata)>,
+    pub gzip: Option<(PathBuf, Metadata)>,
+}
+
+#[derive(Debug)]
+pub enum Resolution {
+    File(Box<Found>),
+    /// Nothing there: the history fallback may apply.
+    Missing,
+    /// Something there that must not be served (a symlink out of the root,
+    /// or into a dotfile): a plain 404, never the fallback.
+    Forbidden,
+}
+
+/// Looks `comps` up below `root`. Blocking: call it off the async threads.
+///
+/// A folder serves its `index.html`, never a listing. Symlinks are followed,
+/// and the result is accepted only if its canonical path is still below the
+/// canonical root and passes the same dotfile rule.
+pub fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
+    let mut path = root.to_path_buf();
+    path.extend(comps);
+    let mut meta = match metadata(&path)? {
+        Some(m) => m,
+        None => return Ok(Resolution::Missing),
+    };
+    if meta.is_dir() {
+        path.push("index.html");
+        meta = match metadata(&path)? {
+            Some(m) => m,
+            None => return Ok(Resolution::Missing),
+        };
+    }
+    if !meta.is_file() {
+        return Ok(Resolution::Missing);
+    }
+    let canon_root = root.canonicalize()?;
+    if !stays_inside(&canon_root, &path)? {
+        return Ok(Resolution::Forbidden);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sibling = |ext: &str| -> io::Result<Option<(PathBuf, Metadata)>> {
+        let mut p = path.clone().into_os_string();
+        p.push(ext);
+        let p = PathBuf::from(p);
+        match metadata(&p)? {
+            Some(m) if m.is_file() && stays_inside(&canon_root, &p)? => Ok(Some((p, m))),
+            _ => Ok(None),
+        }
+    };
+    let br = sibling(".br")?;
+    let gzip = sibling(".gz")?;
+    Ok(Resolution::File(Box::new(Found {
+        path,
+        name,
+        meta,
+        br,
+        gzip,
+    })))
+}
+
+/// `metadata` that treats "not there" (including a file used as a folder)
+/// as `None` rather than an error.
+fn metadata(path: &Path) -> io::Result<Option<Metadata>> {
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// True when `path`, with every symlink resolved, is below `canon_root` and
+/// none of its components there is a dotfile (bar `.well-known`).
+fn stays_inside(canon_root: &Path, path: &Path) -> io::Result<bool> {
+    let canon = path.canonicalize()?;
+    let Ok(rel) = canon.strip_prefix(canon_root) else {
+        return Ok(false);
+    };
+    Ok(rel.components().enumerate().all(|(i, c)| match c {
+        Component::Normal(n) => n
+            .to_str()
+            .is_some_and(|n| !n.starts_with('.') || (i == 0 && n == WELL_KNOWN)),
+        _ => false,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(path: &str) -> Vec<String> {
+        components(path).unwrap_or_else(|| panic!("{path} rejected"))
+    }
+
+    #[test]
+    fn accepts_normal_names_after_one_decode() {
+        assert_eq!(ok("/"), Vec::<String>::new());
+        assert_eq!(ok("/app.js"), ["app.js"]);
+        assert_eq!(ok("/a//b/"), ["a", "b"]);
+        assert_eq!(ok("/files/hello%20world.txt"), ["files", "hello world.txt"]);
+        assert_eq!(ok("/files/%C3%B1and%C3%BA.txt"), ["files", "ñandú.txt"]);
+        assert_eq!(
+            ok("/.well-known/security.txt"),
+            [".well-known", "security.txt"]
+        );
+        // Decoded once: %252e stays the literal name "%2e".
+        assert_eq!(ok("/%252e%252e/x"), ["%2e%2e", "x"]);
+        assert_eq!(ok("/a..b"), ["a..b"]);
+    }
+
+    #[test]
+    fn rejects_everything_else() {
+        for bad in [
+            "/..",
+            "/../etc/passwd",
+            "/%2e%2e/x",
+            "/.%2e/x",
+            "/%2e/x",
+            "/a%2fb",
+            "/..%2f..%2fsecret",
+            "/a%5cb",
+            "/..\\secret",
+            "/%2e%2e%5csecret",
+            "/%00",
+            "/a%00.html",
+            "/C:/Windows",
+            "/c:",
+            "/.env",
+            "/%2eenv",
+            "/.git/config",
+            "/nested/.well-known/x",
+            "/.well-known/.hidden",
+            "/%c0%ae%c0%ae/x",
+            "/%ff",
+        ] {
+            assert_eq!(components(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn resolves_folders_to_index_and_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("sub")).unwrap();
+        fs::write(root.join("sub/index.html"), "x").unwrap();
+        fs::write(root.join("a.js"), "a").unwrap();
+        fs::write(root.join("a.js.gz"), "gz").unwrap();
+        fs::write(root.join(".env"), "secret").unwrap();
+        fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("out.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join(".env"), root.join("env.txt")).unwrap();
+        std::os::unix::fs::symlink(root.join("a.js"), root.join("in.js")).unwrap();
+
+        let res = |p: &str| resolve(&root, &ok(p)).unwrap();
+        match res("/sub") {
+            Resolution::File(f) => assert_eq!(f.name, "index.html"),
+            other => panic!("{other:?}"),
+        }
+        match res("/a.js") {
+            Resolution::File(f) => {
+                assert!(f.gzip.is_some());
+                assert!(f.br.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(res("/in.js"), Resolution::File(_)));
+        assert!(matches!(res("/"), Resolution::Missing));
+        assert!(matches!(res("/nope"), Resolution::Missing));
+        assert!(matches!(res("/a.js/x"), Resolution::Missing));
+        assert!(matches!(res("/out.txt"), Resolution::Forbidden));
+        assert!(matches!(res("/env.txt"), Resolution::Forbidden));
+    }
+}

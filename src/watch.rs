@@ -1,0 +1,219 @@
+//! Watches a folder for changes and reports them in debounced batches,
+//! surviving editors' save-and-rename and build tools that delete and
+//! recreate the folder.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{EventKind, ModifyKind, RenameMode};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// A batch ends when the folder has been quiet this long: a build writes
+/// many files in a burst, and one reload should follow, not fifty.
+const QUIET: Duration = Duration::from_millis(50);
+/// A batch is reported after this long even if writes keep coming.
+const MAX_BATCH: Duration = Duration::from_millis(500);
+
+/// A running watch. Dropping it stops the watcher and its task.
+pub struct Watch {
+    _stop: DropGuard,
+}
+
+/// Watches `root` recursively and calls `on_change` with the changed paths
+/// (relative, `/`-separated, starting with `/`; `/` itself when the folder
+/// was replaced) after each burst of changes. Must be called inside a Tokio
+/// runtime.
+///
+/// The parent folder is watched too, without recursion: when `root` is
+/// deleted its watch dies with it, and the parent's event for the new
+/// `root` is what re-arms the watch.
+pub fn spawn<F>(root: &Path, on_change: F) -> Result<Watch, notify::Error>
+where
+    F: Fn(Vec<String>) + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|e| notify::Error::generic(&format!("no Tokio runtime: {e}")))?;
+    let root = root.canonicalize().map_err(notify::Error::io)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    // notify calls this on its own thread; an unbounded send never blocks
+    // it, and the batch loop drains the channel as fast as events come.
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        let _ = tx.send(event);
+    })?;
+    watcher.watch(&root, RecursiveMode::Recursive)?;
+    if let Some(parent) = root.parent() {
+        if let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::warn!(
+                "cannot watch {} (so a deleted and recreated {} will not be noticed): {e}",
+                parent.display(),
+                root.display()
+            );
+        }
+    }
+    let stop = CancellationToken::new();
+    handle.spawn(run(watcher, root, rx, stop.clone(), on_change));
+    Ok(Watch {
+        _stop: stop.drop_guard(),
+    })
+}
+
+async fn run<F>(
+    mut watcher: RecommendedWatcher,
+    root: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<notify::Result<Event>>,
+    stop: CancellationToken,
+    on_change: F,
+) where
+    F: Fn(Vec<String>),
+{
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => return,
+            },
+        };
+        let mut batch = Vec::new();
+        take(first, &root, &mut watcher, &mut batch);
+        let deadline = Instant::now() + MAX_BATCH;
+        loop {
+            let quiet_until = (Instant::now() + QUIET).min(deadline);
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                e = tokio::time::timeout_at(quiet_until, rx.recv()) => match e {
+                    Ok(Some(e)) => take(e, &root, &mut watcher, &mut batch),
+                    Ok(None) => return,
+                    Err(_) => break,
+                },
+            }
+        }
+        if !batch.is_empty() {
+            batch.sort();
+            batch.dedup();
+            on_change(batch);
+        }
+    }
+}
+
+/// Adds the paths an event touched to `batch`, re-arming the watch when
+/// `root` itself reappears.
+fn take(
+    event: notify::Result<Event>,
+    root: &Path,
+    watcher: &mut RecommendedWatcher,
+    batch: &mut Vec<String>,
+) {
+    let event = match event {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("watching {}: {e}", root.display());
+            return;
+        }
+    };
+    if !changes_content(&event.kind) {
+        return;
+    }
+    for path in &event.paths {
+        if path == root {
+            if appeared(&event.kind) && root.is_dir() {
+                // The old watch (if any) died with the old folder.
+                let _ = watcher.unwatch(root);
+                if let Err(e) = watcher.watch(root, RecursiveMode::Recursive) {
+                    tracing::warn!("re-watching {}: {e}", root.display());
+                }
+            }
+            batch.push("/".into());
+        } else if let Some(rel) = relative(root, path) {
+            batch.push(rel);
+        }
+    }
+}
+
+/// Reads (open, access, close-after-read) are not changes: serving a file
+/// opens it, and must not trigger a reload.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
+            true
+        }
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(notify::event::MetadataKind::AccessTime)) => false,
+        _ => true,
+    }
+}
+
+fn appeared(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Modify(ModifyKind::Name(
+                RenameMode::To | RenameMode::Any | RenameMode::Both
+            ))
+    )
+}
+
+/// `path` relative to `root` as a URL-style path, or `None` for paths
+/// outside it (siblings seen through the parent's watch) and for editor
+/// noise: dotfiles (swap files, `.git`) and backup files.
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut out = String::new();
+    for (i, c) in rel.components().enumerate() {
+        let Component::Normal(name) = c else {
+            return None;
+        };
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && !(i == 0 && name == ".well-known") {
+            return None;
+        }
+        out.push('/');
+        out.push_str(&name);
+    }
+    let noise = out.ends_with('~')
+        || [".swp", ".swx", ".tmp"].iter().any(|s| out.ends_with(s))
+        || out.contains("___jb_");
+    (!out.is_empty() && !noise).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_skip_noise_and_outsiders() {
+        let root = Path::new("/srv/dist");
+        let rel = |p: &str| relative(root, Path::new(p));
+        assert_eq!(rel("/srv/dist/app.css"), Some("/app.css".into()));
+        assert_eq!(rel("/srv/dist/a/b.js"), Some("/a/b.js".into()));
+        assert_eq!(
+            rel("/srv/dist/.well-known/x"),
+            Some("/.well-known/x".into())
+        );
+        assert_eq!(rel("/srv/dist/.app.css.swp"), None);
+        assert_eq!(rel("/srv/dist/app.css~"), None);
+        assert_eq!(rel("/srv/dist/x/.git/HEAD"), None);
+        assert_eq!(rel("/srv/dist/app.css___jb_tmp___"), None);
+        assert_eq!(rel("/srv/other/app.css"), None);
+        assert_eq!(rel("/srv/dist2/app.css"), None);
+    }
+
+    #[test]
+    fn reads_are_not_changes() {
+        use notify::event::{AccessKind, AccessMode, CreateKind};
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Any)));
+    }
+}
