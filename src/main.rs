@@ -126,6 +126,26 @@ fn main() -> ExitCode {
 fn check(path: Option<PathBuf>) -> ExitCode {
     match Config::discover(path.as_deref()) {
         Ok(c) => {
+            // Certificates are files the config names: load them too, so a
+            // config that passes check also starts.
+            let mut problems: Vec<String> = Vec::new();
+            if let Some(tls) = &c.tls {
+                if let Err(e) = portero::server::tls::acceptor(tls) {
+                    problems.push(format!("{}: tls: {e}", c.source));
+                }
+            }
+            for up in c.upstreams.values().filter(|u| u.url.is_https()) {
+                if let Err(e) = portero::upstream_tls::client_config(up) {
+                    problems.push(format!("{}: upstreams.{}: {e}", c.source, up.name));
+                }
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("{p}");
+                }
+                eprintln!("{} problem(s) found", problems.len());
+                return ExitCode::from(2);
+            }
             println!(
                 "{}: ok ({} route(s), {} upstream(s))",
                 c.source,

@@ -86,6 +86,10 @@ pub struct Shared {
     pub tunnels: TaskTracker,
     /// Cancelled when the shutdown deadline passes: open tunnels close.
     pub close_tunnels: CancellationToken,
+    /// Cancelled as soon as shutdown begins: connections that carry no work
+    /// of the user's (live-reload sockets) close at once instead of holding
+    /// the drain for the whole deadline.
+    pub shutting_down: CancellationToken,
     pub livereload: LiveReload,
 }
 
@@ -98,6 +102,7 @@ impl Shared {
             livereload,
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
+            shutting_down: CancellationToken::new(),
         })
     }
 

@@ -166,3 +166,22 @@ fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> Option<i32>
     let _ = child.kill();
     None
 }
+
+#[test]
+fn check_loads_the_certificates_the_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("tls.toml");
+    std::fs::write(
+        &cfg,
+        "[tls]\nlisten = \"127.0.0.1:0\"\n[[tls.certs]]\ncert = \"missing-cert.pem\"\nkey = \"missing-key.pem\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing-cert.pem"), "{err}");
+}

@@ -259,11 +259,12 @@ async fn sockets_are_tracked_and_closed_on_shutdown() {
     let status = get(&p.url("/__portero/status"), &[]).await.text();
     assert!(status.contains("\"open_tunnels\":1"), "{status}");
     let stopping = p.begin_stop();
-    // The config's shutdown_timeout is 2 s; then open sockets are closed.
+    // Live-reload sockets carry no work: they close as shutdown begins, and
+    // portero stops well before the config's 2 s shutdown_timeout.
     let end = next_text(&mut ws, Duration::from_secs(10)).await;
     assert_eq!(end, None, "the socket closes");
-    tokio::time::timeout(Duration::from_secs(10), stopping)
+    tokio::time::timeout(Duration::from_millis(1500), stopping)
         .await
-        .expect("portero stops")
+        .expect("portero stops without waiting for the deadline")
         .unwrap();
 }

@@ -118,6 +118,7 @@ async fn serve(
     }
 
     shutdown.await;
+    shared.shutting_down.cancel();
     // Ordering: the accept loops end first and drop their listeners (new
     // connections are refused from here) and their handles on `graceful`,
     // which shutdown() needs to own.

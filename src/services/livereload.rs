@@ -149,7 +149,7 @@ fn upgrade(mut req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>
     // Subscribe now, so no change between the 101 and the socket task's
     // start is lost.
     let changes = shared.livereload.changes.subscribe();
-    let close = shared.close_tunnels.clone();
+    let close = shared.shutting_down.clone();
     // Ordering: the upgrade future must exist before the 101 goes out, or
     // hyper has nothing to hand the connection to.
     let on_upgrade = hyper::upgrade::on(&mut req);
