@@ -314,3 +314,34 @@ async fn graceful_shutdown_waits_for_an_open_tunnel_then_closes_it() {
         "{end:?}"
     );
 }
+
+#[tokio::test]
+async fn an_idle_timeout_closes_quiet_tunnels_only() {
+    let backend = WsEcho::start().await;
+    let mut c = support::config(&format!(
+        "[upstreams.backend]\nurl = \"http://{}\"\n[[routes]]\nprefix = \"/ws\"\nupstream = \"backend\"\nidle_timeout = \"400ms\"",
+        backend.addr
+    ));
+    c.routes.retain(|r| r.prefix.as_str() != "/");
+    let p = start(c).await;
+    let (mut busy, _) = connect(p.addr, "localhost", "/ws/echo/", &[])
+        .await
+        .unwrap();
+    let (mut quiet, _) = connect(p.addr, "localhost", "/ws/echo/", &[])
+        .await
+        .unwrap();
+    // The busy socket talks every 100 ms for a second: it stays open.
+    for i in 0..10 {
+        busy.send(Message::text(i.to_string())).await.unwrap();
+        assert_eq!(next(&mut busy).await, Message::text(i.to_string()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The quiet one was cut after its 400 ms of silence.
+    let end = tokio::time::timeout(T, quiet.next())
+        .await
+        .expect("quiet tunnel closed");
+    assert!(
+        matches!(end, None | Some(Err(_)) | Some(Ok(Message::Close(_)))),
+        "{end:?}"
+    );
+}

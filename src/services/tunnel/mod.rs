@@ -3,15 +3,13 @@
 //! spliced byte for byte, so subprotocols, extensions, fragmentation, pings
 //! and close codes pass untouched.
 
+mod splice;
+
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::dispatch::Ctx;
 use crate::error::Error;
@@ -99,14 +97,14 @@ pub async fn open(
     // upgrade only after the response is written.
     ctx.shared.tunnels.spawn(async move {
         let (client, upstream) = match tokio::join!(client_side, upstream_side) {
-            (Ok(c), Ok(u)) => (TokioIo::new(c), TokioIo::new(u)),
+            (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => {
                 tracing::debug!("tunnel {label}: upgrade failed: {e}");
                 return;
             }
         };
         tokio::select! {
-            r = splice(client, upstream, idle) => match r {
+            r = splice::run(client, upstream, idle) => match r {
                 Ok((up, down)) => tracing::debug!("tunnel {label} closed: {up} B up, {down} B down"),
                 Err(e) => tracing::debug!("tunnel {label} ended: {e}"),
             },
@@ -114,96 +112,4 @@ pub async fn open(
         }
     });
     Ok(response)
-}
-
-/// Copies both ways until both directions are done. A FIN from one side is
-/// passed on as a write shutdown to the other, which may keep sending
-/// (half-close). With `idle`, the tunnel ends after that long without bytes
-/// in either direction.
-async fn splice<A, B>(a: A, b: B, idle: Option<Duration>) -> std::io::Result<(u64, u64)>
-where
-    A: AsyncRead + AsyncWrite + Unpin,
-    B: AsyncRead + AsyncWrite + Unpin,
-{
-    let Some(idle) = idle else {
-        let (mut a, mut b) = (a, b);
-        return tokio::io::copy_bidirectional(&mut a, &mut b).await;
-    };
-    let start = Instant::now();
-    let last = Arc::new(AtomicU64::new(0));
-    let mut a = Activity::new(a, last.clone(), start);
-    let mut b = Activity::new(b, last.clone(), start);
-    let copy = tokio::io::copy_bidirectional(&mut a, &mut b);
-    tokio::pin!(copy);
-    loop {
-        let since = Duration::from_millis(last.load(Ordering::Relaxed));
-        let deadline = tokio::time::Instant::from_std(start + since + idle);
-        tokio::select! {
-            r = &mut copy => return r,
-            _ = tokio::time::sleep_until(deadline) => {
-                let now = Duration::from_millis(start.elapsed().as_millis() as u64);
-                let last_seen = Duration::from_millis(last.load(Ordering::Relaxed));
-                if now.saturating_sub(last_seen) >= idle {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("idle for {idle:?}"),
-                    ));
-                }
-            }
-        }
-    }
-}
-
-/// Records the time of the last byte read through it.
-struct Activity<T> {
-    inner: T,
-    last: Arc<AtomicU64>,
-    start: Instant,
-}
-
-impl<T> Activity<T> {
-    fn new(inner: T, last: Arc<AtomicU64>, start: Instant) -> Self {
-        Activity { inner, last, start }
-    }
-    fn touch(&self) {
-        self.last
-            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Activity<T> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.touch();
-        }
-        r
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Activity<T> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        data: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }

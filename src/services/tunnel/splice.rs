@@ -1,0 +1,263 @@
+//! Splicing two upgraded connections byte for byte, with half-close (a FIN
+//! from one side becomes a write shutdown towards the other, which may keep
+//! sending) and an optional idle timeout.
+//!
+//! When both sides are plain TCP, the copy reads into a buffer on the stack
+//! only once a socket is readable, so an idle tunnel holds no buffers at
+//! all (a heap buffer appears only while the receiver is backpressured).
+//! TLS client connections take the generic path with tokio's copy buffers.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::either::Either;
+
+/// Bytes per read on the TCP path; lives on the stack only during a read.
+const CHUNK: usize = 16 * 1024;
+
+/// Copies until both directions are done; returns bytes (client→upstream,
+/// upstream→client).
+pub async fn run(
+    client: Upgraded,
+    upstream: Upgraded,
+    idle: Option<Duration>,
+) -> io::Result<(u64, u64)> {
+    let activity = Activity::new();
+    let raw_client =
+        hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(client);
+    let raw_upstream = upstream.downcast::<TokioIo<TcpStream>>();
+    let copy = async {
+        match (raw_client, raw_upstream) {
+            (Ok(c), Ok(u)) => {
+                let (cr, cw) = c.io.into_inner().into_split();
+                let (ur, uw) = u.io.into_inner().into_split();
+                tokio::try_join!(
+                    pipe(cr, uw, c.read_buf, &activity),
+                    pipe(ur, cw, u.read_buf, &activity),
+                )
+            }
+            (c, u) => {
+                // One side is TLS (or not TCP): copy through the generic
+                // path, with any side that did downcast put back together.
+                let c = c.map_or_else(
+                    |up| Either::Left(TokioIo::new(up)),
+                    |p| Either::Right(rejoin_server(p)),
+                );
+                let u = u.map_or_else(
+                    |up| Either::Left(TokioIo::new(up)),
+                    |p| Either::Right(rejoin_client(p)),
+                );
+                generic(c, u, &activity).await
+            }
+        }
+    };
+    match idle {
+        None => copy.await,
+        Some(idle) => {
+            tokio::select! {
+                r = copy => r,
+                e = activity.idle_for(idle) => Err(e),
+            }
+        }
+    }
+}
+
+/// One direction on raw TCP. `pre` holds bytes hyper had already read past
+/// the handshake; they go first. Dropping `to` at EOF shuts down its write
+/// side: the half-close reaches the peer.
+async fn pipe(
+    from: OwnedReadHalf,
+    to: OwnedWriteHalf,
+    pre: Bytes,
+    activity: &Activity,
+) -> io::Result<u64> {
+    let mut total = 0u64;
+    let mut pending: Vec<u8> = pre.to_vec();
+    loop {
+        while !pending.is_empty() {
+            to.writable().await?;
+            match to.try_write(&pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Release the backpressure buffer: an idle tunnel keeps nothing.
+        pending = Vec::new();
+        from.readable().await?;
+        // The stack buffer is not held across an await point.
+        let mut buf = [0u8; CHUNK];
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        activity.touch();
+        match to.try_write(&buf[..n]) {
+            Ok(m) if m == n => {}
+            Ok(m) => pending.extend_from_slice(&buf[m..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => pending.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Puts the bytes hyper read ahead back in front of the stream.
+fn rejoin_server(
+    p: hyper_util::server::conn::auto::upgrade::Parts<TokioIo<TcpStream>>,
+) -> Prefixed<TcpStream> {
+    Prefixed {
+        pre: p.read_buf,
+        inner: p.io.into_inner(),
+    }
+}
+
+fn rejoin_client(p: hyper::upgrade::Parts<TokioIo<TcpStream>>) -> Prefixed<TcpStream> {
+    Prefixed {
+        pre: p.read_buf,
+        inner: p.io.into_inner(),
+    }
+}
+
+/// The generic path: tokio's bidirectional copy (half-close included).
+async fn generic<A, B>(a: A, b: B, activity: &Activity) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut a = Touching { inner: a, activity };
+    let mut b = Touching { inner: b, activity };
+    tokio::io::copy_bidirectional(&mut a, &mut b).await
+}
+
+/// The time of the last byte in either direction.
+struct Activity {
+    start: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Completes once no byte has passed for `idle`.
+    async fn idle_for(&self, idle: Duration) -> io::Error {
+        loop {
+            let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = self.start + last + idle;
+            tokio::time::sleep_until(deadline.into()).await;
+            let last_now = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            if last_now == last {
+                return io::Error::new(io::ErrorKind::TimedOut, format!("idle for {idle:?}"));
+            }
+        }
+    }
+}
+
+/// A stream with bytes to return before its own.
+struct Prefixed<T> {
+    pre: Bytes,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        if !self.pre.is_empty() {
+            let n = self.pre.len().min(buf.remaining());
+            let chunk = self.pre.split_to(n);
+            buf.put_slice(&chunk);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Records activity on every read.
+struct Touching<'a, T> {
+    inner: T,
+    activity: &'a Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<'_, T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
