@@ -151,6 +151,21 @@ async fn route_request(
                     let rel = below_prefix(&ctx.path, &route);
                     dir.serve(req.method(), req.headers(), rel).await
                 }
+                // The folder appeared after startup (the first build
+                // finished): serve it from a fresh snapshot from now on.
+                None if root.is_dir() => {
+                    let fresh = Arc::new(Runtime::new(rt.config.clone(), &ctx.shared.livereload));
+                    ctx.shared.runtime.compare_and_swap(&rt, fresh.clone());
+                    match &fresh.spa {
+                        Some(dir) => {
+                            let rel = below_prefix(&ctx.path, &route);
+                            dir.serve(req.method(), req.headers(), rel).await
+                        }
+                        None => Err(Error::NotFound {
+                            path: ctx.path.clone(),
+                        }),
+                    }
+                }
                 None => {
                     welcome::serve(req.method(), &ctx.path, &rt.config, &root.to_string_lossy())
                 }

@@ -35,4 +35,4 @@ pub mod upstream_tls;
 pub mod watch;
 
 pub use config::Config;
-pub use server::{Listeners, run};
+pub use server::{Listeners, run, run_with_reload};

@@ -107,7 +107,7 @@ fn main() -> ExitCode {
         None => {
             init_logging(&cli.run.log_level);
             match load(&cli.run) {
-                Ok(config) => match serve(config) {
+                Ok(config) => match serve(config, cli.run.overrides()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e:#}");
@@ -246,7 +246,7 @@ fn init_logging(level: &str) {
         .init();
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -254,7 +254,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listeners = portero::Listeners::bind(&config).await?;
         banner(&config, &listeners);
-        portero::run(listeners, config, shutdown_signal()).await?;
+        let reloader = match &config.source {
+            portero::config::Source::File(path) => Some(portero::config::reload::Reloader {
+                path: path.clone(),
+                overrides: overrides.clone(),
+            }),
+            portero::config::Source::Embedded => None,
+        };
+        portero::run_with_reload(listeners, config, reloader, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })

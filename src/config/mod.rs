@@ -11,6 +11,7 @@
 //! the same validators, after the file.
 
 mod file;
+pub mod reload;
 mod types;
 mod validate;
 

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::config::reload::Reloader;
 use crate::error::StartupError;
 use crate::state::Shared;
 
@@ -52,6 +53,17 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
+    run_with_reload(listeners, config, None, shutdown).await
+}
+
+/// [`run`], reloading the config from `reloader`'s file when it changes
+/// (and on SIGHUP).
+pub async fn run_with_reload(
+    listeners: Listeners,
+    config: Config,
+    reloader: Option<Reloader>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartupError> {
     let tls_acceptor = match (&config.tls, listeners.tls.is_empty()) {
         (Some(tls), false) => Some(tls::acceptor(tls)?),
         _ => None,
@@ -75,6 +87,9 @@ pub async fn run(
         tls: Arc::new(conn::tls_builder(&config.server)),
     };
     let shared = Shared::new(config);
+    if let Some(r) = reloader {
+        r.spawn(shared.clone(), shared.shutting_down.clone());
+    }
     serve(
         listeners,
         shared,

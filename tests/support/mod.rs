@@ -34,6 +34,14 @@ pub fn config(text: &str) -> Config {
 }
 
 pub async fn start(config: Config) -> Portero {
+    start_reloading(config, None).await
+}
+
+/// Starts portero with hot reload from `reloader`'s file.
+pub async fn start_reloading(
+    config: Config,
+    reloader: Option<portero::config::reload::Reloader>,
+) -> Portero {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let listeners = portero::Listeners {
@@ -42,7 +50,7 @@ pub async fn start(config: Config) -> Portero {
     };
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        portero::run(listeners, config, async {
+        portero::run_with_reload(listeners, config, reloader, async {
             let _ = rx.await;
         })
         .await

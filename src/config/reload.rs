@@ -1,0 +1,166 @@
+//! Hot reload: when the config file changes (or on SIGHUP), load it again,
+//! apply the same command-line overrides, validate, build a whole new
+//! runtime snapshot and swap it in one step. A config with problems is
+//! reported, every problem at once, and the running one stays.
+//!
+//! Listener addresses and TLS certificates are bound at startup; a reload
+//! that changes them says a restart is needed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{Config, LoadError, Overrides};
+use crate::state::{Runtime, Shared};
+
+/// Editors write a file in several steps; one reload per burst.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// What a reload needs besides the running state.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    pub path: PathBuf,
+    pub overrides: Overrides,
+}
+
+/// The outcome of one reload, for logs and tests.
+#[derive(Debug)]
+pub enum Outcome {
+    Applied { took: Duration },
+    Kept(String),
+}
+
+impl Reloader {
+    /// Loads, validates and swaps in the file's current config.
+    pub fn reload(&self, shared: &Shared) -> Outcome {
+        let started = Instant::now();
+        let mut config = match Config::load_file(&self.path) {
+            Ok(c) => c,
+            Err(LoadError::Invalid(errs)) => {
+                return Outcome::Kept(format!(
+                    "{errs}\n{} problem(s): keeping the running config",
+                    errs.errors.len()
+                ));
+            }
+            Err(e) => return Outcome::Kept(format!("{e}: keeping the running config")),
+        };
+        if let Err(errors) = self.overrides.apply(&mut config) {
+            let text: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.key, e.message))
+                .collect();
+            return Outcome::Kept(format!("{}: keeping the running config", text.join("; ")));
+        }
+        let old = shared.runtime.load();
+        if config.server.listen != old.config.server.listen
+            || config.tls.as_ref().map(|t| &t.certs) != old.config.tls.as_ref().map(|t| &t.certs)
+        {
+            tracing::warn!(
+                "{}: listen addresses and TLS certificates change only on restart",
+                self.path.display()
+            );
+        }
+        // The running TLS listen addresses are the bound ones (see server::run).
+        if let (Some(new), Some(old)) = (&mut config.tls, &old.config.tls) {
+            new.listen = old.listen.clone();
+        }
+        let runtime = Runtime::new(Arc::new(config), &shared.livereload);
+        shared.runtime.store(Arc::new(runtime));
+        Outcome::Applied {
+            took: started.elapsed(),
+        }
+    }
+
+    fn reload_and_log(&self, shared: &Shared) {
+        match self.reload(shared) {
+            Outcome::Applied { took } => {
+                tracing::info!("{}: config reloaded in {took:?}", self.path.display())
+            }
+            Outcome::Kept(why) => tracing::error!("config reload failed:\n{why}"),
+        }
+    }
+
+    /// Reloads on every change to the file and on SIGHUP, until `stop`.
+    pub fn spawn(self, shared: Arc<Shared>, stop: CancellationToken) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let watcher = watch_file(&self.path, tx.clone());
+        if let Err(e) = &watcher {
+            tracing::warn!(
+                "not watching {} for changes ({e}); send SIGHUP to reload",
+                self.path.display()
+            );
+        }
+        spawn_sighup(tx, stop.clone());
+        tokio::spawn(async move {
+            // Kept alive for as long as this task runs.
+            let _watcher = watcher;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    got = rx.recv() => if got.is_none() { return },
+                }
+                // Let the burst settle, then drain it: one reload.
+                tokio::time::sleep(SETTLE).await;
+                while rx.try_recv().is_ok() {}
+                self.reload_and_log(&shared);
+            }
+        });
+    }
+}
+
+/// Watches the file's folder (editors replace files by rename, which a
+/// watch on the file itself would lose) for events naming the file.
+fn watch_file(
+    path: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> notify::Result<notify::RecommendedWatcher> {
+    let path = std::path::absolute(path).map_err(notify::Error::io)?;
+    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        if event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+#[cfg(unix)]
+fn spawn_sighup(tx: mpsc::UnboundedSender<()>, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => {
+                    if got.is_none() || tx.send(()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[cfg(not(unix))]
+fn spawn_sighup(_tx: mpsc::UnboundedSender<()>, _stop: CancellationToken) {}
