@@ -66,7 +66,15 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(err) => {
             entry.error(&err);
-            error_page::render(&err, flavor)
+            let mut resp = error_page::render(&err, flavor);
+            // After a malformed request the connection's framing cannot be
+            // trusted (and a client that sends one is rarely worth keeping):
+            // close it, as nginx does.
+            if err.status() == http::StatusCode::BAD_REQUEST {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            resp
         }
     };
     if let Some(v) = hsts {

@@ -251,7 +251,7 @@ async fn odd_transfer_encoding_is_never_forwarded_as_sent() {
     let p = start_default(backend.addr).await;
     let out = raw(
         p.addr,
-        b"POST /api/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: ,chunked\r\nExpect: 100-continue\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"POST /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nTransfer-Encoding: ,chunked\r\nExpect: 100-continue\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         Duration::from_secs(3),
     )
     .await;
@@ -441,7 +441,7 @@ async fn encoded_slashes_cannot_reach_another_route() {
     let p = start_default(backend.addr).await;
     let out = raw(
         p.addr,
-        b"GET /static/..%2fadmin/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /static/..%2fadmin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(3),
     )
     .await;
@@ -453,7 +453,7 @@ async fn encoded_slashes_cannot_reach_another_route() {
     // what travels.
     raw(
         p.addr,
-        b"GET /static/%2e%2e/admin/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        b"GET /static/%2e%2e/admin/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         Duration::from_secs(3),
     )
     .await;
@@ -540,4 +540,32 @@ async fn a_client_leaving_mid_download_cancels_the_upstream_connection() {
     let r = get(&p.url("/api/x"), &[]).await;
     assert_eq!(r.status, 200);
     assert_eq!(echo.conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_client_leaving_mid_upload_cancels_the_upstream_request() {
+    let echo = Echo::start().await;
+    let p = start_default(echo.addr).await;
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"POST /api/up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\n\r\n")
+        .await
+        .unwrap();
+    s.write_all(&[b'a'; 10_000]).await.unwrap();
+    // Wait until the backend is reading this body, then leave.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while echo.hits() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    drop(s);
+    // The backend sees its request body fail rather than wait forever.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while echo.aborted.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the upstream request was cancelled");
 }

@@ -345,3 +345,69 @@ async fn an_idle_timeout_closes_quiet_tunnels_only() {
         "{end:?}"
     );
 }
+
+/// Dev-server mode: webpack-dev-server's HMR socket is exactly `/ws`, Vite's
+/// is `/` with the `vite-hmr` subprotocol; Channels owns `/ws/...`.
+#[tokio::test]
+async fn dev_server_hmr_sockets_and_channels_share_the_port() {
+    let (dev, channels) = (WsEcho::start().await, WsEcho::start().await);
+    let c = support::config(&format!(
+        r#"
+[upstreams.backend]
+url = "http://{channels}"
+[upstreams.devserver]
+url = "http://{dev}"
+[[routes]]
+prefix = "/ws"
+exact = true
+upstream = "devserver"
+[[routes]]
+prefix = "/ws"
+upstream = "backend"
+[[routes]]
+prefix = "/"
+spa = true
+[spa]
+dev_server = "http://{dev}"
+[tenants]
+base_domain = "chalanpro.net"
+"#,
+        channels = channels.addr,
+        dev = dev.addr,
+    ));
+    let p = start(c).await;
+    // Vite: `/` with its subprotocol, through the SPA route to the dev server.
+    let (mut vite, resp) = connect(
+        p.addr,
+        "acme.localhost:8080",
+        "/",
+        &[
+            ("sec-websocket-protocol", "vite-hmr"),
+            ("origin", "http://acme.localhost:8080"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "vite-hmr");
+    let seen = dev.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen.host,
+        Some(dev.addr.to_string()),
+        "a dev server gets its own name as Host"
+    );
+    assert_eq!(seen.origin, Some(format!("http://{}", dev.addr)));
+    vite.send(Message::text("hmr")).await.unwrap();
+    assert_eq!(next(&mut vite).await, Message::text("hmr"));
+    // webpack-dev-server: exactly `/ws`.
+    connect(p.addr, "acme.localhost:8080", "/ws", &[])
+        .await
+        .unwrap();
+    assert_eq!(dev.seen.lock().unwrap().path, "/ws");
+    // Channels: `/ws/...` to the backend, as the tenant.
+    connect(p.addr, "acme.localhost:8080", "/ws/calendar-updates/", &[])
+        .await
+        .unwrap();
+    let seen = channels.seen.lock().unwrap().clone();
+    assert_eq!(seen.path, "/ws/calendar-updates/");
+    assert_eq!(seen.host.as_deref(), Some("acme.chalanpro.net"));
+}

@@ -32,6 +32,8 @@ pub struct Echo {
     pub hits: Arc<AtomicUsize>,
     /// Connections accepted.
     pub conns: Arc<AtomicUsize>,
+    /// Request bodies that ended in an error (the sender gave up midway).
+    pub aborted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -46,8 +48,10 @@ impl Echo {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
+        let aborted = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
         let c = conns.clone();
+        let ab = aborted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -55,10 +59,11 @@ impl Echo {
                 };
                 c.fetch_add(1, Ordering::SeqCst);
                 let h = h.clone();
+                let ab = ab.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         h.fetch_add(1, Ordering::SeqCst);
-                        echo(req)
+                        echo(req, ab.clone())
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection_with_upgrades(TokioIo::new(stream), svc)
@@ -70,6 +75,7 @@ impl Echo {
             addr,
             hits,
             conns,
+            aborted,
             task,
         }
     }
@@ -102,7 +108,10 @@ fn full(s: impl Into<Bytes>) -> BoxBody {
     Full::new(s.into()).map_err(|never| match never {}).boxed()
 }
 
-async fn echo(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+async fn echo(
+    req: Request<Incoming>,
+    aborted: Arc<AtomicUsize>,
+) -> Result<Response<BoxBody>, Infallible> {
     let host = req
         .headers()
         .get("host")
@@ -183,7 +192,10 @@ async fn echo(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(f) => n += f.data_ref().map_or(0, |d| d.len() as u64),
-            Err(_) => break,
+            Err(_) => {
+                aborted.fetch_add(1, Ordering::SeqCst);
+                break;
+            }
         }
     }
     report.push_str(&format!("body-bytes: {n}\n"));

@@ -21,9 +21,10 @@ pub struct Seen {
     pub path: String,
 }
 
-/// Echo server. Paths: `/ws/refuse` answers 403; a client offering the
-/// `chat` subprotocol gets it; everything else echoes every message
-/// (pings are answered by tungstenite itself; close frames echo their code).
+/// Echo server. Paths: `/ws/refuse` answers 403; a client offering
+/// subprotocols gets the first it offers; everything else echoes every
+/// message (pings are answered by tungstenite itself; close frames echo
+/// their code).
 pub struct WsEcho {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Seen>>,
@@ -63,11 +64,11 @@ impl WsEcho {
                                 *e.status_mut() = http::StatusCode::FORBIDDEN;
                                 return Err(e);
                             }
-                            if get("sec-websocket-protocol")
-                                .is_some_and(|p| p.split(',').any(|x| x.trim() == "chat"))
+                            if let Some(first) = get("sec-websocket-protocol")
+                                .and_then(|p| p.split(',').next().map(|x| x.trim().to_string()))
                             {
                                 resp.headers_mut()
-                                    .insert("sec-websocket-protocol", "chat".parse().unwrap());
+                                    .insert("sec-websocket-protocol", first.parse().unwrap());
                             }
                             Ok(resp)
                         };

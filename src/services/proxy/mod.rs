@@ -263,8 +263,13 @@ fn is_trusted(ip: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
     !trusted.is_empty() && trusted.iter().any(|n| n.contains(&ip))
 }
 
-/// The `Host` the upstream receives, by the route's mode.
+/// The `Host` the upstream receives, by the route's mode. A dev server
+/// behind the SPA route serves one site, not tenants, and checks `Host`
+/// against its own name ("Invalid Host header"): it gets its own authority.
 pub(crate) fn upstream_host(ctx: &Ctx, route: &Route, up: &Upstream) -> String {
+    if route.target == crate::config::RouteTarget::Spa {
+        return up.url.authority.to_string();
+    }
     match route.host {
         HostMode::StripPort => ctx.tenant.forward_host.to_string(),
         HostMode::Preserve => ctx.host.with_port(),
