@@ -81,6 +81,9 @@ async fn pipe(
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let mut pending: Vec<u8> = pre.to_vec();
+    // `pre` is a view into hyper's whole read buffer: holding it would keep
+    // that buffer alive for the life of the tunnel.
+    drop(pre);
     loop {
         while !pending.is_empty() {
             to.writable().await?;
