@@ -25,7 +25,11 @@ fn routing(c: &mut Criterion) {
     let cfg = config();
     let table = RouteTable::new(&cfg.routes);
     c.bench_function("route match /api/v1/users/42", |b| {
-        b.iter(|| table.find(black_box("/api/v1/users/42")).map(|r| r.prefix.as_str().len()))
+        b.iter(|| {
+            table
+                .find(black_box("/api/v1/users/42"))
+                .map(|r| r.prefix.as_str().len())
+        })
     });
     c.bench_function("route match / (spa fallback)", |b| {
         b.iter(|| table.find(black_box("/dashboard/settings")).is_some())
@@ -47,6 +51,7 @@ fn routing(c: &mut Criterion) {
 fn headers(c: &mut Criterion) {
     let client_host = RequestHost::parse("acme.localhost:8080").unwrap();
     let tenant_header = HeaderName::from_static("x-tenant");
+    let peer_value = HeaderValue::from_static("127.0.0.1");
     let mut base = HeaderMap::new();
     for (k, v) in [
         ("host", "acme.localhost:8080"),
@@ -71,6 +76,7 @@ fn headers(c: &mut Criterion) {
                     client_port: 8080,
                     upstream_host: "acme.chalanpro.net",
                     peer: [127, 0, 0, 1].into(),
+                    peer_value: &peer_value,
                     trusted_peer: false,
                     tenant: Some((&tenant_header, "acme")),
                     tenant_header: Some(&tenant_header),
@@ -82,7 +88,10 @@ fn headers(c: &mut Criterion) {
     });
     let mut resp = HeaderMap::new();
     resp.insert("content-type", HeaderValue::from_static("application/json"));
-    resp.insert("location", HeaderValue::from_static("http://acme.chalanpro.net/api/x/"));
+    resp.insert(
+        "location",
+        HeaderValue::from_static("http://acme.chalanpro.net/api/x/"),
+    );
     resp.insert(
         "set-cookie",
         HeaderValue::from_static("sessionid=x; Domain=acme.chalanpro.net; Path=/; HttpOnly"),

@@ -32,9 +32,24 @@ pub struct Conn {
     pub tls: bool,
     /// The TLS server name the client asked for (SNI), lowercased.
     pub sni: Option<String>,
+    /// The peer's IP as a header value, made once per connection for
+    /// `X-Forwarded-For`.
+    pub peer_ip: HeaderValue,
 }
 
 impl Conn {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool, sni: Option<String>) -> Conn {
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Conn {
+            peer,
+            local,
+            tls,
+            sni,
+            peer_ip,
+        }
+    }
+
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -264,12 +279,12 @@ mod tests {
     use super::*;
 
     fn conn() -> Conn {
-        Conn {
-            peer: "127.0.0.1:5000".parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            tls: false,
-            sni: None,
-        }
+        Conn::new(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            false,
+            None,
+        )
     }
 
     fn host(version: Version, uri: &str, hosts: &[&str]) -> Result<String, u16> {

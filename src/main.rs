@@ -247,7 +247,19 @@ fn init_logging(level: &str) {
 }
 
 fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // On one core (a container limit, or `taskset`), a single-threaded
+    // runtime does the same work without cross-thread wake-ups.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(cores);
+    let mut builder = if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = builder
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;

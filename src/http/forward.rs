@@ -28,6 +28,8 @@ pub struct Forward<'a> {
     /// The `Host` value the upstream receives.
     pub upstream_host: &'a str,
     pub peer: IpAddr,
+    /// `peer` as a header value (made once per connection).
+    pub peer_value: &'a HeaderValue,
     /// The peer is a trusted proxy: its X-Forwarded-For is appended to.
     pub trusted_peer: bool,
     /// Header name and tenant to send, when configured and known.
@@ -46,10 +48,15 @@ pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderV
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    // X-Forwarded-Host is the Host the client sent, byte for byte (it was
+    // validated by dispatch); HTTP/2 requests carry it in :authority instead.
+    let client_host = headers.get(header::HOST).cloned();
     strip_hop_by_hop(headers);
     // The upstream must not answer 100-continue to us: hyper already did
     // (or will) towards the client when the body is read.
     headers.remove(header::EXPECT);
+    // Room for the headers added below, so the map grows at most once.
+    headers.reserve(6);
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -59,19 +66,30 @@ pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderV
     }
     rewrite_same_origin(headers, f);
 
-    let xff = match (f.trusted_peer, headers.get(&X_FORWARDED_FOR)) {
-        (true, Some(prev)) => match prev.to_str() {
-            Ok(prev) => format!("{prev}, {}", f.peer),
-            Err(_) => f.peer.to_string(),
-        },
-        _ => f.peer.to_string(),
+    let trusted_prev = if f.trusted_peer {
+        headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .map(|prev| format!("{prev}, {}", f.peer))
+    } else {
+        None
     };
-    set(headers, X_FORWARDED_FOR, &xff);
+    match trusted_prev {
+        Some(chain) => set(headers, X_FORWARDED_FOR, &chain),
+        None => {
+            headers.insert(X_FORWARDED_FOR, f.peer_value.clone());
+        }
+    }
     if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(f.scheme));
     }
     if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_HOST)) {
-        set(headers, X_FORWARDED_HOST, &f.client_host.with_port());
+        match client_host {
+            Some(v) => {
+                headers.insert(X_FORWARDED_HOST, v);
+            }
+            None => set(headers, X_FORWARDED_HOST, &f.client_host.with_port()),
+        }
     }
     if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_PORT)) {
         headers.insert(X_FORWARDED_PORT, HeaderValue::from(f.client_port));
@@ -101,7 +119,6 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
 /// CSRF check and Channels' origin validator accept them without
 /// `CSRF_TRUSTED_ORIGINS`. Cross-origin values pass untouched.
 fn rewrite_same_origin(headers: &mut HeaderMap, f: &Forward<'_>) {
-    let new_origin = format!("{}://{}", f.scheme, f.upstream_host);
     for name in [header::ORIGIN, header::REFERER] {
         let Some(value) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
@@ -109,7 +126,7 @@ fn rewrite_same_origin(headers: &mut HeaderMap, f: &Forward<'_>) {
         let Some(rest) = same_origin_rest(value, f) else {
             continue;
         };
-        let rewritten = format!("{new_origin}{rest}");
+        let rewritten = format!("{}://{}{rest}", f.scheme, f.upstream_host);
         set(headers, name, &rewritten);
     }
 }
@@ -142,6 +159,7 @@ mod tests {
             client_port: 8080,
             upstream_host,
             peer: "10.0.0.9".parse().unwrap(),
+            peer_value: &HeaderValue::from_static("10.0.0.9"),
             trusted_peer: trusted,
             tenant: Some((&tenant_header, "acme")),
             tenant_header: Some(&tenant_header),

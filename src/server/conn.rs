@@ -88,12 +88,7 @@ pub async fn accept_loop(
         let watcher = graceful.watcher();
         match &tls {
             None => {
-                let conn = Arc::new(Conn {
-                    peer,
-                    local,
-                    tls: false,
-                    sni: None,
-                });
+                let conn = Arc::new(Conn::new(peer, local, false, None));
                 tokio::spawn(serve(stream, conn, shared, builder, watcher));
             }
             Some(acceptor) => {
@@ -121,12 +116,7 @@ pub async fn accept_loop(
                         .1
                         .server_name()
                         .map(|s| s.to_ascii_lowercase());
-                    let conn = Arc::new(Conn {
-                        peer,
-                        local,
-                        tls: true,
-                        sni,
-                    });
+                    let conn = Arc::new(Conn::new(peer, local, true, sni));
                     serve(stream, conn, shared, builder, watcher).await;
                 });
             }

@@ -78,6 +78,7 @@ impl Proxy {
             client_port: ctx.host.port.unwrap_or(ctx.conn.local.port()),
             upstream_host: &upstream_host,
             peer: ctx.conn.peer.ip(),
+            peer_value: &ctx.conn.peer_ip,
             trusted_peer: is_trusted(ctx.conn.peer.ip(), &cfg.server.trusted_proxies),
             tenant: tenant_header.zip(ctx.tenant.tenant.as_deref()),
             tenant_header,
