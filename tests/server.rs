@@ -76,3 +76,36 @@ async fn a_slow_header_block_is_cut_off_after_the_header_timeout() {
     assert!(read.is_ok(), "connection still open after 5 s");
     assert_eq!(echo.hits(), 0);
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_header_timeout() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "header_read_timeout = \"300ms\"")).await;
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        read.is_ok(),
+        "a connection that never speaks is still open after 5 s"
+    );
+}
+
+#[tokio::test]
+async fn http2_prior_knowledge_is_served_on_cleartext() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "")).await;
+    let s = TcpStream::connect(p.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = http::Request::get(format!("http://localhost:{}/api/h2", p.addr.port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+}

@@ -1,6 +1,12 @@
-//! One accepted connection: TLS handshake if any, then hyper-util's auto
-//! builder (HTTP/1.1, and HTTP/2 by prior knowledge or ALPN), with upgrades
-//! and a header-read timer.
+//! One accepted connection: TLS handshake if any, then HTTP/1.1 with
+//! upgrades and a header-read timer, or HTTP/2 (by ALPN, or by prior
+//! knowledge on cleartext).
+//!
+//! On cleartext, the protocol is chosen once per connection by peeking at
+//! its first bytes: HTTP/1 connections are then served by hyper's own
+//! HTTP/1 builder, without the per-request cost of hyper-util's
+//! auto-detecting wrapper; only a connection that starts with the HTTP/2
+//! preface goes to the auto builder.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -8,9 +14,9 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServerConfig;
@@ -19,11 +25,39 @@ use crate::state::Shared;
 
 pub type Builder = auto::Builder<TokioExecutor>;
 
-/// One builder for cleartext listeners, one for TLS listeners.
+/// The builders for each kind of connection.
 pub struct Builders {
+    /// Cleartext connections that start with the HTTP/2 preface.
     pub plain: Arc<Builder>,
+    /// TLS connections (ALPN decides the protocol).
     pub tls: Arc<Builder>,
+    /// Cleartext HTTP/1 connections.
+    pub http1: Arc<hyper::server::conn::http1::Builder>,
+    /// Whether cleartext connections may speak HTTP/2 by prior knowledge.
+    pub h2c: bool,
+    pub header_read_timeout: Duration,
 }
+
+impl Builders {
+    pub fn new(cfg: &ServerConfig) -> Builders {
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        // Without a timer hyper silently ignores header_read_timeout.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(cfg.header_read_timeout)
+            .keep_alive(cfg.keep_alive);
+        Builders {
+            plain: Arc::new(builder(cfg)),
+            tls: Arc::new(tls_builder(cfg)),
+            http1: Arc::new(http1),
+            h2c: cfg.http2_prior_knowledge,
+            header_read_timeout: cfg.header_read_timeout,
+        }
+    }
+}
+
+/// What an HTTP/2 connection without TLS starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 pub fn builder(cfg: &ServerConfig) -> Builder {
     let b = both_versions(cfg);
@@ -57,7 +91,7 @@ pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
-    builder: Arc<Builder>,
+    builders: Arc<Builders>,
     graceful: Arc<GracefulShutdown>,
     stop: CancellationToken,
 ) {
@@ -84,16 +118,16 @@ pub async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let watcher = graceful.watcher();
         match &tls {
             None => {
                 let conn = Arc::new(Conn::new(peer, local, false, None));
-                tokio::spawn(serve(stream, conn, shared, builder, watcher));
+                tokio::spawn(serve_plain(stream, conn, shared, builders, watcher));
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
-                let handshake_timeout = shared.runtime.load().config.server.header_read_timeout;
+                let handshake_timeout = builders.header_read_timeout;
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(
                         handshake_timeout,
@@ -117,32 +151,92 @@ pub async fn accept_loop(
                         .server_name()
                         .map(|s| s.to_ascii_lowercase());
                     let conn = Arc::new(Conn::new(peer, local, true, sni));
-                    serve(stream, conn, shared, builder, watcher).await;
+                    serve_auto(stream, conn, shared, &builders.tls, watcher).await;
                 });
             }
         }
     }
 }
 
-async fn serve<I>(
+/// A cleartext connection: HTTP/2 if it opens with the preface (and that
+/// is allowed), HTTP/1.1 otherwise.
+async fn serve_plain(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+    builders: Arc<Builders>,
+    watcher: Watcher,
+) {
+    if builders.h2c {
+        let mut first = [0u8; H2_PREFACE.len()];
+        // A client that connects and says nothing is held no longer than one
+        // that stalls inside its headers.
+        let peeked = tokio::time::timeout(builders.header_read_timeout, stream.peek(&mut first));
+        let n = match peeked.await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        // A prefix of the preface (it may arrive in pieces) goes to the auto
+        // builder, which reads the rest; nothing else can start that way.
+        if first[..n] == H2_PREFACE[..n] {
+            return serve_auto(stream, conn, shared, &builders.plain, watcher).await;
+        }
+    }
+    let peer = conn.peer;
+    let shutting_down = shared.shutting_down.clone();
+    let connection = builders
+        .http1
+        .serve_connection(TokioIo::new(stream), service(conn, shared))
+        .with_upgrades();
+    tokio::pin!(connection);
+    // hyper-util's graceful watcher does not take hyper's upgradeable
+    // HTTP/1 connection, so this does its job: the watcher is held (the
+    // drain waits for it) and the connection is told when shutdown begins.
+    let _counted = watcher;
+    let result = tokio::select! {
+        r = connection.as_mut() => r,
+        _ = shutting_down.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection from {peer} ended with an error: {e}");
+    }
+}
+
+async fn serve_auto<I>(
     io: I,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
-    builder: Arc<Builder>,
-    watcher: hyper_util::server::graceful::Watcher,
+    builder: &Builder,
+    watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let service = hyper::service::service_fn(move |req| {
-        let conn = conn.clone();
-        let shared = shared.clone();
-        async move { Ok::<_, Infallible>(dispatch::handle(req, conn, shared).await) }
-    });
     let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .serve_connection_with_upgrades(TokioIo::new(io), service(conn, shared))
         .into_owned();
     if let Err(e) = watcher.watch(connection).await {
         tracing::debug!("connection from {peer} ended with an error: {e}");
     }
+}
+
+/// The per-connection service: every request goes to dispatch.
+fn service(
+    conn: Arc<Conn>,
+    shared: Arc<Shared>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = hyper::Response<crate::access_log::LoggedBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<hyper::Response<crate::access_log::LoggedBody>, Infallible>>
+             + Send,
+> + Clone {
+    hyper::service::service_fn(move |req| {
+        let conn = conn.clone();
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(dispatch::handle(req, conn, shared).await) }
+    })
 }

@@ -82,10 +82,7 @@ pub async fn run_with_reload(
         }
     }
     let deadline = config.server.shutdown_timeout;
-    let builders = conn::Builders {
-        plain: Arc::new(conn::builder(&config.server)),
-        tls: Arc::new(conn::tls_builder(&config.server)),
-    };
+    let builders = Arc::new(conn::Builders::new(&config.server));
     let shared = Shared::new(config);
     if let Some(r) = reloader {
         r.spawn(shared.clone(), shared.shutting_down.clone());
@@ -105,7 +102,7 @@ pub async fn run_with_reload(
 async fn serve(
     listeners: Listeners,
     shared: Arc<Shared>,
-    builders: conn::Builders,
+    builders: Arc<conn::Builders>,
     tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
     deadline: std::time::Duration,
     shutdown: impl Future<Output = ()>,
@@ -113,20 +110,14 @@ async fn serve(
     let graceful = Arc::new(GracefulShutdown::new());
     let stop = CancellationToken::new();
     let mut accepting = JoinSet::new();
-    let plain = listeners
-        .plain
-        .into_iter()
-        .map(|l| (l, None, builders.plain.clone()));
-    let tls = listeners
-        .tls
-        .into_iter()
-        .map(|l| (l, tls_acceptor.clone(), builders.tls.clone()));
-    for (listener, tls, builder) in plain.chain(tls) {
+    let plain = listeners.plain.into_iter().map(|l| (l, None));
+    let tls = listeners.tls.into_iter().map(|l| (l, tls_acceptor.clone()));
+    for (listener, tls) in plain.chain(tls) {
         accepting.spawn(conn::accept_loop(
             listener,
             tls,
             shared.clone(),
-            builder,
+            builders.clone(),
             graceful.clone(),
             stop.clone(),
         ));

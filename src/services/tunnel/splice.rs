@@ -31,17 +31,26 @@ pub async fn run(
     idle: Option<Duration>,
 ) -> io::Result<(u64, u64)> {
     let activity = Activity::new();
+    // hyper-util's auto builder wraps the IO (HTTP/2-capable cleartext and
+    // TLS listeners); hyper's HTTP/1 builder does not.
     let raw_client =
-        hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(client);
-    let raw_upstream = upstream.downcast::<TokioIo<TcpStream>>();
+        match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(client) {
+            Ok(p) => Ok((p.io, p.read_buf)),
+            Err(up) => up
+                .downcast::<TokioIo<TcpStream>>()
+                .map(|p| (p.io, p.read_buf)),
+        };
+    let raw_upstream = upstream
+        .downcast::<TokioIo<TcpStream>>()
+        .map(|p| (p.io, p.read_buf));
     let copy = async {
         match (raw_client, raw_upstream) {
-            (Ok(c), Ok(u)) => {
-                let (cr, cw) = c.io.into_inner().into_split();
-                let (ur, uw) = u.io.into_inner().into_split();
+            (Ok((c, c_pre)), Ok((u, u_pre))) => {
+                let (cr, cw) = c.into_inner().into_split();
+                let (ur, uw) = u.into_inner().into_split();
                 tokio::try_join!(
-                    pipe(cr, uw, c.read_buf, &activity),
-                    pipe(ur, cw, u.read_buf, &activity),
+                    pipe(cr, uw, c_pre, &activity),
+                    pipe(ur, cw, u_pre, &activity),
                 )
             }
             (c, u) => {
@@ -49,11 +58,11 @@ pub async fn run(
                 // path, with any side that did downcast put back together.
                 let c = c.map_or_else(
                     |up| Either::Left(TokioIo::new(up)),
-                    |p| Either::Right(rejoin_server(p)),
+                    |p| Either::Right(rejoin(p)),
                 );
                 let u = u.map_or_else(
                     |up| Either::Left(TokioIo::new(up)),
-                    |p| Either::Right(rejoin_client(p)),
+                    |p| Either::Right(rejoin(p)),
                 );
                 generic(c, u, &activity).await
             }
@@ -118,19 +127,10 @@ async fn pipe(
 }
 
 /// Puts the bytes hyper read ahead back in front of the stream.
-fn rejoin_server(
-    p: hyper_util::server::conn::auto::upgrade::Parts<TokioIo<TcpStream>>,
-) -> Prefixed<TcpStream> {
+fn rejoin((io, pre): (TokioIo<TcpStream>, Bytes)) -> Prefixed<TcpStream> {
     Prefixed {
-        pre: p.read_buf,
-        inner: p.io.into_inner(),
-    }
-}
-
-fn rejoin_client(p: hyper::upgrade::Parts<TokioIo<TcpStream>>) -> Prefixed<TcpStream> {
-    Prefixed {
-        pre: p.read_buf,
-        inner: p.io.into_inner(),
+        pre,
+        inner: io.into_inner(),
     }
 }
 
