@@ -41,6 +41,12 @@ where
     // notify calls this on its own thread; an unbounded send never blocks
     // it, and the batch loop drains the channel as fast as events come.
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        // notify's inotify backend reports every open of every file under
+        // the root (by any process); drop those here, on notify's thread,
+        // so a reader never wakes the runtime.
+        if event.as_ref().is_ok_and(|e| !changes_content(&e.kind)) {
+            return;
+        }
         let _ = tx.send(event);
     })?;
     watcher.watch(&root, RecursiveMode::Recursive)?;
