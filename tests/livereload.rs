@@ -268,3 +268,36 @@ async fn sockets_are_tracked_and_closed_on_shutdown() {
         .expect("portero stops without waiting for the deadline")
         .unwrap();
 }
+
+/// Vite and webpack empty `dist/` before writing it: a page load in that gap
+/// must get a page that comes back by itself, not a dead-end 404.
+#[tokio::test]
+async fn a_page_loaded_while_the_build_empties_the_folder_waits_for_it() {
+    let (spa, p) = live().await;
+    let mut ws = connect(&p).await;
+    fs::remove_file(spa.path("index.html")).unwrap();
+    change_naming(&mut ws, "/index.html", Duration::from_secs(10))
+        .await
+        .expect("the deletion is reported");
+    let r = get(&p.url("/"), &[("accept", "text/html")]).await;
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let body = r.text();
+    assert!(body.contains(TAG), "{body}");
+    assert!(body.contains("http-equiv=\"refresh\""), "{body}");
+    // Assets and non-browser clients still get a plain 404.
+    assert_eq!(
+        get(&p.url("/missing.js"), &[("accept", "*/*")])
+            .await
+            .status,
+        404
+    );
+    // Once the build writes it back, the app is served again.
+    fs::write(spa.path("index.html"), "<html><body>rebuilt</body></html>").unwrap();
+    change_naming(&mut ws, "/index.html", Duration::from_secs(10))
+        .await
+        .expect("the new file is reported");
+    let r = get(&p.url("/"), &[("accept", "text/html")]).await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("rebuilt"));
+}

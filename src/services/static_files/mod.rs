@@ -163,7 +163,18 @@ impl StaticDir {
                 }
             }
         }
+        // A page load while the build has emptied the folder (Vite and
+        // webpack clear `dist/` before writing it): a plain 404 would carry
+        // no live-reload script and strand the tab. This page waits and
+        // comes back by itself.
+        if self.live_reload && accepts_html(headers) && self.index_missing().await {
+            return Ok(waiting_for_build(method));
+        }
         Err(not_found(path))
+    }
+
+    async fn index_missing(&self) -> bool {
+        matches!(self.lookup("/").await, Ok(Lookup::Missing))
     }
 
     async fn lookup(&self, path: &str) -> Result<Lookup, Error> {
@@ -231,6 +242,44 @@ impl StaticDir {
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains("text/html") || v.contains("*/*"))
     }
+}
+
+/// A browser navigation (not a script or image load).
+fn accepts_html(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/html"))
+}
+
+/// 503 with the live-reload script and a 1-second refresh (in case the
+/// build finished between this page's request and its socket connecting).
+fn waiting_for_build(method: &Method) -> Response<Body> {
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"1\">\
+<title>Waiting for the build</title></head><body style=\"font:16px/1.5 system-ui,sans-serif;margin:3em\">\
+<h1>Waiting for the build</h1><p>The app's <code>index.html</code> is not there right now \
+(a build is probably rewriting the folder). This page comes back by itself.</p>{}</body></html>\n",
+        crate::services::livereload::SCRIPT_TAG
+    );
+    let len = page.len();
+    let body = if method == Method::HEAD {
+        empty()
+    } else {
+        full(page)
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
 }
 
 fn not_found(path: &str) -> Error {
