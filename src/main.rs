@@ -6,11 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-
-/// mimalloc: a proxy allocates and frees small buffers and header maps for
-/// every request; measured ~3% of CPU in glibc malloc under load.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Args, Parser, Subcommand};
 use portero::config::{Config, ConfigErrors, LoadError, Overrides, Source};
 
