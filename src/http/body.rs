@@ -27,3 +27,33 @@ where
 {
     body.map_err(Into::into).boxed_unsync()
 }
+
+/// A small HTML page of portero's own (welcome, waiting for a build), with
+/// its length, and no body for HEAD.
+pub fn html_page(
+    method: &http::Method,
+    status: http::StatusCode,
+    page: String,
+    cache_control: &'static str,
+) -> http::Response<Body> {
+    use http::header::{self, HeaderValue};
+    let len = page.len();
+    let body = if method == http::Method::HEAD {
+        empty()
+    } else {
+        full(page)
+    };
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    resp
+}

@@ -1,12 +1,11 @@
 //! The built-in welcome page, served for the SPA route when the configured
 //! SPA folder does not exist, saying what to configure.
 
-use http::header::{self, HeaderValue};
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::http::body::{Body, empty, full};
+use crate::http::body::{Body, html_page};
 use crate::http::error_page::escape;
 
 pub fn serve(
@@ -51,19 +50,5 @@ or front a dev server with <code>--spa http://127.0.0.1:5173</code>.</li>\
         root = escape(spa_root),
         backend = escape(&backend),
     );
-    let len = page.len();
-    let body = if method == Method::HEAD {
-        empty()
-    } else {
-        full(page)
-    };
-    let mut resp = Response::new(body);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    Ok(html_page(method, StatusCode::OK, page, "no-cache"))
 }

@@ -34,7 +34,7 @@ use self::encoding::Coding;
 use self::range::Ranged;
 use self::resolve::Resolution;
 use crate::error::Error;
-use crate::http::body::{Body, boxed, empty, full};
+use crate::http::body::{Body, boxed, empty, full, html_page};
 use crate::services::livereload::LiveReload;
 use crate::watch::{self, Watch};
 
@@ -263,22 +263,9 @@ fn waiting_for_build(method: &Method) -> Response<Body> {
 (a build is probably rewriting the folder). This page comes back by itself.</p>{}</body></html>\n",
         crate::services::livereload::SCRIPT_TAG
     );
-    let len = page.len();
-    let body = if method == Method::HEAD {
-        empty()
-    } else {
-        full(page)
-    };
-    let mut resp = Response::new(body);
-    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    let mut resp = html_page(method, StatusCode::SERVICE_UNAVAILABLE, page, "no-store");
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     resp
 }
 
