@@ -569,3 +569,34 @@ async fn a_client_leaving_mid_upload_cancels_the_upstream_request() {
     .await
     .expect("the upstream request was cancelled");
 }
+
+#[tokio::test]
+async fn a_connect_timeout_is_504_naming_the_upstream() {
+    // A listener that never accepts, its queue filled: the kernel drops
+    // further SYNs, so a connect hangs until the timeout (all on loopback).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(1).unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => fillers.push(s),
+            _ => break,
+        }
+        assert!(fillers.len() < 64, "the accept queue never filled");
+    }
+    let mut c = cfg_with(addr, "", "");
+    let up = c.upstreams.get_mut("backend").unwrap();
+    std::sync::Arc::make_mut(up).connect_timeout = Duration::from_millis(300);
+    let p = start(c).await;
+    let r = get(&p.url("/api/x"), &[("accept", "text/plain")]).await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(r.text().contains("upstream backend"), "{}", r.text());
+    assert!(r.text().contains("connecting"), "{}", r.text());
+}
