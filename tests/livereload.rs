@@ -239,7 +239,7 @@ async fn the_client_script_is_served() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("content-type"),
-        Some("application/javascript; charset=utf-8")
+        Some("text/javascript; charset=utf-8")
     );
     assert_eq!(r.header("cache-control"), Some("no-cache"));
     let js = r.text();

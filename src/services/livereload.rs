@@ -107,7 +107,7 @@ fn script(method: &Method) -> Result<Response<Body>, Error> {
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/javascript; charset=utf-8"),
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(CLIENT_JS.len()));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
