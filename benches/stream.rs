@@ -2,7 +2,8 @@
 //!
 //! - a 1 GiB upload and a 1 GiB download through portero: throughput
 //!   (against a direct connection in the same run) and portero's peak RSS;
-//! - WebSocket echo round trips (p50/p99) through portero vs direct;
+//! - WebSocket echo round trips (p50/p99) through portero vs direct and vs
+//!   nginx (when installed), in interleaved blocks;
 //! - portero's RSS with N idle WebSocket tunnels (default 9,000: two
 //!   sockets per tunnel and this machine's 20,000 open-file limit).
 //!
@@ -35,7 +36,7 @@ async fn main() {
     raise_fd_limit();
     let bytes = env_u64("STREAM_BYTES", 1 << 30);
     let idle = env_u64("WS_IDLE", 9_000) as usize;
-    let rounds = env_u64("WS_ROUNDS", 2_000) as usize;
+    let rounds = env_u64("WS_ROUNDS", 10_000) as usize;
 
     let backend = start_http_backend().await;
     let ws_backend = start_ws_backend().await;
@@ -67,13 +68,45 @@ async fn main() {
         rss_kib(pid, "VmHWM") / 1024
     );
 
-    let (d50, d99) = ws_rtt(ws_backend, rounds).await;
-    let (p50, p99) = ws_rtt(portero, rounds).await;
-    println!(
-        "| WS echo RTT p50 / p99 ({rounds} round trips) | {d50:.0} / {d99:.0} µs | {p50:.0} / {p99:.0} µs | {:.2} / {:.2} | |",
-        p50 / d50,
-        p99 / d99
-    );
+    // Round trips in interleaved blocks (direct, portero, nginx when
+    // installed), medians of the blocks' p50 and p99: this machine is noisy
+    // and the processes are not pinned.
+    let nginx = spawn_nginx_ws(ws_backend);
+    let mut targets = vec![("direct", ws_backend), ("portero", portero)];
+    if let Some((_, addr, _)) = &nginx {
+        targets.push(("nginx", *addr));
+    }
+    let mut blocks: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+    for _ in 0..5 {
+        for (i, (_, addr)) in targets.iter().enumerate() {
+            blocks[i].push(ws_rtt(*addr, rounds / 5).await);
+        }
+    }
+    let med = |v: &[(f64, f64)]| {
+        let mut p50: Vec<f64> = v.iter().map(|x| x.0).collect();
+        let mut p99: Vec<f64> = v.iter().map(|x| x.1).collect();
+        p50.sort_by(|a, b| a.total_cmp(b));
+        p99.sort_by(|a, b| a.total_cmp(b));
+        (p50[p50.len() / 2], p99[p99.len() / 2])
+    };
+    let (d50, d99) = med(&blocks[0]);
+    for (i, (name, _)) in targets.iter().enumerate().skip(1) {
+        let (x50, x99) = med(&blocks[i]);
+        println!(
+            "| WS echo RTT p50 / p99 via {name} (5 × {} round trips) | {d50:.0} / {d99:.0} µs | {x50:.0} / {x99:.0} µs | {:.2} / {:.2} ×direct | |",
+            rounds / 5,
+            x50 / d50,
+            x99 / d99
+        );
+    }
+    if let Some((mut child, _, _dir)) = nginx {
+        // SIGTERM, not SIGKILL: nginx's master then stops its worker too.
+        // SAFETY: a plain libc call with the child's pid.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let _ = child.wait();
+    }
 
     let before = rss_kib(pid, "VmRSS");
     let sockets = open_idle(portero, idle).await;
@@ -124,6 +157,43 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
                 .ok()
         })
         .unwrap_or(0)
+}
+
+/// nginx proxying WebSockets to `ws_backend` (PEERS.md style: one worker),
+/// or `None` when nginx is not installed.
+fn spawn_nginx_ws(ws_backend: SocketAddr) -> Option<(Child, SocketAddr, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().ok()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let d = dir.path().display();
+    let conf = format!(
+        "worker_processes 1;\npid {d}/pid;\nerror_log {d}/error.log warn;\n\
+         events {{ worker_connections 16384; }}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/cb; proxy_temp_path {d}/p;\n\
+         fastcgi_temp_path {d}/f; uwsgi_temp_path {d}/u; scgi_temp_path {d}/s;\n\
+         map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n\
+         server {{ listen 127.0.0.1:{port};\n location / {{ proxy_pass http://{ws_backend};\n\
+         proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;\n\
+         proxy_set_header Connection $connection_upgrade; proxy_read_timeout 3600s; }} }}\n}}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).ok()?;
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let started = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if started.elapsed() > Duration::from_secs(5) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Some((child, addr, dir))
 }
 
 fn spawn_portero(backend: SocketAddr, ws_backend: SocketAddr) -> (Child, SocketAddr) {
