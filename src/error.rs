@@ -236,15 +236,17 @@ mod tests {
 /// with a message that names the file or address at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("cannot listen on {addr}: {source}")]
+    // The io::Error is part of the message, not a `source`: callers print
+    // error chains, and it would appear twice.
+    #[error("cannot listen on {addr}: {cause}{}", bind_hint(cause))]
     Bind {
         addr: std::net::SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     ReadFile {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{}: no certificate found (expected a PEM `BEGIN CERTIFICATE` block)", path.display())]
     NoCertificate { path: PathBuf },
@@ -258,4 +260,14 @@ pub enum StartupError {
     UpstreamTls { upstream: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+}
+
+fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program, maybe another portero or a dev server, is using it; pick another with --listen)"
+        }
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+        _ => "",
+    }
 }

@@ -185,3 +185,24 @@ fn check_loads_the_certificates_the_config_names() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing-cert.pem"), "{err}");
 }
+
+#[test]
+fn an_address_in_use_is_a_plain_error_and_exit_1() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", &addr])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    assert_eq!(
+        err.matches("Address already in use").count(),
+        1,
+        "the cause once: {err}"
+    );
+}

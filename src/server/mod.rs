@@ -44,7 +44,7 @@ impl Listeners {
 async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartupError::Bind { addr, source })
+        .map_err(|cause| StartupError::Bind { addr, cause })
 }
 
 /// Serves until `shutdown` completes, then drains gracefully.

@@ -118,9 +118,9 @@ fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartupError>
 /// A PEM reading failure as a startup error naming `path`.
 pub(crate) fn pem_error(path: &Path, e: pem::Error) -> StartupError {
     match e {
-        pem::Error::Io(source) => StartupError::ReadFile {
+        pem::Error::Io(cause) => StartupError::ReadFile {
             path: path.to_path_buf(),
-            source,
+            cause,
         },
         other => StartupError::BadPem {
             path: path.to_path_buf(),
