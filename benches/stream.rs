@@ -163,7 +163,11 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
 /// or `None` when nginx is not installed.
 fn spawn_nginx_ws(ws_backend: SocketAddr) -> Option<(Child, SocketAddr, tempfile::TempDir)> {
     let dir = tempfile::tempdir().ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let d = dir.path().display();
     let conf = format!(
         "worker_processes 1;\npid {d}/pid;\nerror_log {d}/error.log warn;\n\
