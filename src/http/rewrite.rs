@@ -17,6 +17,18 @@ pub struct Rewrite<'a> {
     pub upstream_authority: &'a str,
 }
 
+/// Whether `response` has anything to look at.
+pub fn applies(headers: &HeaderMap) -> bool {
+    [
+        header::LOCATION,
+        header::CONTENT_LOCATION,
+        header::REFRESH,
+        header::SET_COOKIE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+}
+
 pub fn response(headers: &mut HeaderMap, rw: &Rewrite<'_>) {
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         if let Some(new) = headers
@@ -176,6 +188,15 @@ mod tests {
         );
         assert_eq!(rewrite_cookie("a=1; Domain=other.net", &RW), None);
         assert_eq!(rewrite_cookie("a=1; Path=/", &RW), None);
+    }
+
+    #[test]
+    fn applies_only_to_responses_with_rewritable_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "text/plain".parse().unwrap());
+        assert!(!applies(&h));
+        h.insert("set-cookie", "a=1".parse().unwrap());
+        assert!(applies(&h));
     }
 
     #[test]

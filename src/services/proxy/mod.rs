@@ -229,21 +229,25 @@ pub(crate) fn finish_response(
 ) -> Response<Body> {
     let (mut parts, body) = resp.into_parts();
     crate::http::headers::strip_hop_by_hop(&mut parts.headers);
-    let client_origin = format!("{}://{}", ctx.conn.scheme(), ctx.host.with_port());
-    // The name the upstream was sent, without a port (Preserve and Upstream
-    // host modes carry one).
-    let forwarded_host = crate::routing::host::RequestHost::parse(upstream_host)
-        .map(|h| h.name.to_string())
-        .unwrap_or_else(|_| upstream_host.to_string());
-    rewrite::response(
-        &mut parts.headers,
-        &rewrite::Rewrite {
-            client_origin: &client_origin,
-            client_host: ctx.host.name.as_str(),
-            forwarded_host: &forwarded_host,
-            upstream_authority: up.url.authority.as_str(),
-        },
-    );
+    // Most responses carry none of the rewritten headers: skip building
+    // the rewrite for them.
+    if rewrite::applies(&parts.headers) {
+        let client_origin = format!("{}://{}", ctx.conn.scheme(), ctx.host.with_port());
+        // The name the upstream was sent, without a port (Preserve and
+        // Upstream host modes carry one).
+        let forwarded_host = crate::routing::host::RequestHost::parse(upstream_host)
+            .map(|h| h.name.to_string())
+            .unwrap_or_else(|_| upstream_host.to_string());
+        rewrite::response(
+            &mut parts.headers,
+            &rewrite::Rewrite {
+                client_origin: &client_origin,
+                client_host: ctx.host.name.as_str(),
+                forwarded_host: &forwarded_host,
+                upstream_authority: up.url.authority.as_str(),
+            },
+        );
+    }
     let body = match sender {
         Some((sender, pool)) => boxed(PooledBody::new(body, sender, pool)),
         None => boxed(body),
