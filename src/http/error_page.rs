@@ -5,6 +5,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Response};
 
 use super::body::{Body, full};
+use super::json;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,11 +79,11 @@ pub fn render(err: &Error, flavor: Flavor) -> Response<Body> {
         Flavor::Json => (
             "application/json",
             format!(
-                "{{\"status\":{},\"error\":\"{}\",\"message\":\"{}\"{}}}\n",
+                "{{\"status\":{},\"error\":{},\"message\":{}{}}}\n",
                 status.as_u16(),
-                json_escape(reason),
-                json_escape(&message),
-                hint.map(|h| format!(",\"hint\":\"{}\"", json_escape(&h)))
+                json::string(reason),
+                json::string(&message),
+                hint.map(|h| format!(",\"hint\":{}", json::string(&h)))
                     .unwrap_or_default()
             ),
         ),
@@ -110,19 +111,6 @@ pub fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
-}
-
-fn json_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -5,5 +5,6 @@ pub mod body;
 pub mod error_page;
 pub mod forward;
 pub mod headers;
+pub mod json;
 pub mod rewrite;
 pub mod tls_rules;

@@ -6,6 +6,7 @@ use http::{Method, Response};
 
 use crate::error::Error;
 use crate::http::body::{Body, full};
+use crate::http::json;
 use crate::state::Shared;
 
 pub const PREFIX: &str = "/__portero/";
@@ -25,13 +26,15 @@ pub fn serve(method: &Method, path: &str, shared: &Shared) -> Result<Response<Bo
                 .config
                 .upstreams
                 .values()
-                .map(|u| format!("{{\"name\":\"{}\",\"url\":\"{}\"}}", u.name, u.url))
+                .map(|u| {
+                    format!(
+                        "{{\"name\":{},\"url\":{}}}",
+                        json::string(&u.name),
+                        json::string(&u.url.to_string())
+                    )
+                })
                 .collect();
-            let routes: Vec<String> = rt
-                .routes
-                .iter()
-                .map(|r| format!("\"{}\"", r.label()))
-                .collect();
+            let routes: Vec<String> = rt.routes.iter().map(|r| json::string(&r.label())).collect();
             (
                 "application/json",
                 format!(

@@ -61,26 +61,11 @@ pub fn change_message(paths: &[String]) -> String {
         && paths
             .iter()
             .all(|p| p.to_ascii_lowercase().ends_with(".css"));
-    let list: Vec<String> = paths.iter().map(|p| json_string(p)).collect();
+    let list: Vec<String> = paths.iter().map(|p| crate::http::json::string(p)).collect();
     format!(
         "{{\"type\":\"change\",\"paths\":[{}],\"css_only\":{css_only}}}",
         list.join(",")
     )
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Serves `/__portero/livereload` (WebSocket) and `/__portero/livereload.js`.
