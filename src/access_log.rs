@@ -21,7 +21,7 @@ pub struct Entry {
     path: String,
     peer: std::net::SocketAddr,
     pub tenant: Option<String>,
-    pub route: String,
+    pub route: RouteLabel,
     pub status: StatusCode,
     error: Option<(String, &'static str)>,
 }
@@ -46,7 +46,7 @@ impl Entry {
             path: req.uri().path().to_string(),
             peer: conn.peer,
             tenant: None,
-            route: "-".into(),
+            route: RouteLabel::Fixed("-"),
             status: StatusCode::OK,
             error: None,
         }
@@ -73,6 +73,22 @@ impl Entry {
                 self.peer.ip(), self.method, self.host, self.path, self.route, tenant,
                 self.status.as_u16(), ms, bytes, incomplete, fault, msg
             ),
+        }
+    }
+}
+
+/// Which route served the request. The route is kept, not its label:
+/// formatting happens only if the line is written.
+pub enum RouteLabel {
+    Fixed(&'static str),
+    Route(std::sync::Arc<crate::config::Route>),
+}
+
+impl std::fmt::Display for RouteLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteLabel::Fixed(s) => f.write_str(s),
+            RouteLabel::Route(r) => write!(f, "{r}"),
         }
     }
 }

@@ -11,7 +11,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
-use crate::access_log::{Entry, LoggedBody};
+use crate::access_log::{Entry, LoggedBody, RouteLabel};
 use crate::config::{Route, RouteTarget, SpaSource};
 use crate::error::Error;
 use crate::http::body::Body;
@@ -116,13 +116,13 @@ async fn route_request(
     if conn.tls {
         *hsts = tls_rules::hsts(&host.name, tls);
     } else if let Some(resp) = tls_rules::https_redirect(conn.tls, &host, req.uri(), tls) {
-        entry.route = "https-redirect".into();
+        entry.route = RouteLabel::Fixed("https-redirect");
         return Ok(resp);
     }
 
     let raw_path = req.uri().path();
     if let Some(rest) = raw_path.strip_prefix(admin::PREFIX) {
-        entry.route = "/__portero".into();
+        entry.route = RouteLabel::Fixed("/__portero");
         if rest.starts_with("livereload") {
             return livereload::serve(req, &shared).await;
         }
@@ -141,7 +141,7 @@ async fn route_request(
         .or_else(|| rt.routes.find(&path))
         .cloned()
         .ok_or_else(|| Error::NoRoute { path: path.clone() })?;
-    entry.route = route.label();
+    entry.route = RouteLabel::Route(route.clone());
 
     let ctx = Ctx {
         conn,
@@ -266,12 +266,6 @@ pub fn request_host_parts(
         }
         (None, None) => Err(Error::BadRequest("missing Host header")),
     }
-}
-
-/// Marks a response as not cacheable by intermediaries (error pages etc.).
-pub fn no_store(resp: &mut Response<Body>) {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 #[cfg(test)]

@@ -109,3 +109,27 @@ async fn http2_prior_knowledge_is_served_on_cleartext() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), http::Version::HTTP_2);
 }
+
+#[tokio::test]
+async fn http2_prior_knowledge_can_be_turned_off() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "http2_prior_knowledge = false")).await;
+    let s = TcpStream::connect(p.addr).await.unwrap();
+    let attempt = async {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(s),
+        )
+        .await?;
+        tokio::spawn(conn);
+        let req = http::Request::get(format!("http://localhost:{}/api/h2", p.addr.port()))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        send.send_request(req).await
+    };
+    let r = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .expect("refused within 10 s, not hung");
+    assert!(r.is_err(), "HTTP/2 was served with prior knowledge turned off");
+    assert_eq!(echo.hits(), 0);
+}

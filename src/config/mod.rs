@@ -129,11 +129,17 @@ pub struct Route {
 impl Route {
     /// A label for logs: `/api` or `=/ws` for exact routes.
     pub fn label(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// The route's label: `/api`, or `=/ws` for an exact route.
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.exact {
-            format!("={}", self.prefix)
-        } else {
-            self.prefix.to_string()
+            f.write_str("=")?;
         }
+        f.write_str(self.prefix.as_str())
     }
 }
 

@@ -27,10 +27,10 @@ pub type Builder = auto::Builder<TokioExecutor>;
 
 /// The builders for each kind of connection.
 pub struct Builders {
-    /// Cleartext connections that start with the HTTP/2 preface.
-    pub plain: Arc<Builder>,
-    /// TLS connections (ALPN decides the protocol).
-    pub tls: Arc<Builder>,
+    /// TLS connections (ALPN decides the protocol, so HTTP/2 is served there
+    /// whatever `http2_prior_knowledge` says), and cleartext connections
+    /// that start with the HTTP/2 preface.
+    pub auto: Arc<Builder>,
     /// Cleartext HTTP/1 connections.
     pub http1: Arc<hyper::server::conn::http1::Builder>,
     /// Whether cleartext connections may speak HTTP/2 by prior knowledge.
@@ -47,8 +47,7 @@ impl Builders {
             .header_read_timeout(cfg.header_read_timeout)
             .keep_alive(cfg.keep_alive);
         Builders {
-            plain: Arc::new(builder(cfg)),
-            tls: Arc::new(tls_builder(cfg)),
+            auto: Arc::new(auto_builder(cfg)),
             http1: Arc::new(http1),
             h2c: cfg.http2_prior_knowledge,
             header_read_timeout: cfg.header_read_timeout,
@@ -59,22 +58,7 @@ impl Builders {
 /// What an HTTP/2 connection without TLS starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-pub fn builder(cfg: &ServerConfig) -> Builder {
-    let b = both_versions(cfg);
-    if cfg.http2_prior_knowledge {
-        b
-    } else {
-        b.http1_only()
-    }
-}
-
-/// For TLS connections: HTTP/2 is offered by ALPN there, so it is always
-/// served, whatever `http2_prior_knowledge` says about cleartext.
-pub fn tls_builder(cfg: &ServerConfig) -> Builder {
-    both_versions(cfg)
-}
-
-fn both_versions(cfg: &ServerConfig) -> Builder {
+fn auto_builder(cfg: &ServerConfig) -> Builder {
     let mut b = auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper silently ignores header_read_timeout.
     b.http1()
@@ -151,7 +135,7 @@ pub async fn accept_loop(
                         .server_name()
                         .map(|s| s.to_ascii_lowercase());
                     let conn = Arc::new(Conn::new(peer, local, true, sni));
-                    serve_auto(stream, conn, shared, &builders.tls, watcher).await;
+                    serve_auto(stream, conn, shared, &builders.auto, watcher).await;
                 });
             }
         }
@@ -179,7 +163,7 @@ async fn serve_plain(
         // A prefix of the preface (it may arrive in pieces) goes to the auto
         // builder, which reads the rest; nothing else can start that way.
         if first[..n] == H2_PREFACE[..n] {
-            return serve_auto(stream, conn, shared, &builders.plain, watcher).await;
+            return serve_auto(stream, conn, shared, &builders.auto, watcher).await;
         }
     }
     let peer = conn.peer;
