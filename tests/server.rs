@@ -130,6 +130,9 @@ async fn http2_prior_knowledge_can_be_turned_off() {
     let r = tokio::time::timeout(Duration::from_secs(10), attempt)
         .await
         .expect("refused within 10 s, not hung");
-    assert!(r.is_err(), "HTTP/2 was served with prior knowledge turned off");
+    assert!(
+        r.is_err(),
+        "HTTP/2 was served with prior knowledge turned off"
+    );
     assert_eq!(echo.hits(), 0);
 }
