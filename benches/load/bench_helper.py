@@ -236,6 +236,7 @@ PEER_LABEL = {
     "caddy": "Caddy reverse_proxy",
     "hpm": "http-proxy-middleware 3 + express 5",
     "portero": "**portero**",
+    "portero-base": "portero, base binary (`PORTERO_BASE_BIN`)",
     "express": "express.static",
 }
 STATIC_LABEL = {

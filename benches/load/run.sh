@@ -8,7 +8,8 @@
 # Usage: benches/load/run.sh [options]
 #   --quick                 2-s runs, 1 round, 1-s warm-up          (env BENCH_QUICK=1)
 #   --scenarios LIST        comma list of: proxy,static              (env BENCH_SCENARIOS, default proxy,static)
-#   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS)
+#   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS);
+#                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change)
 #   --static-peers LIST     static peers: nginx,caddy,portero,portero-staging; opt-in: nginx-ofc (with
 #                           open_file_cache), express (express.static)   (env BENCH_STATIC_PEERS)
 #   --rounds N              proxy rounds                             (env BENCH_ROUNDS, default 3)
@@ -19,7 +20,7 @@
 #   --no-install            never apt-get / npm install              (env BENCH_NO_INSTALL=1)
 #   --wait-quiet S          first wait up to S s for the machine to be idle (env BENCH_WAIT_QUIET, default 0)
 #   -h, --help
-# Other env: PORTERO_BIN (default target/release/portero), BENCH_CONNS (64),
+# Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, BENCH_CONNS (64),
 #   BENCH_WARMUP (s, default 2), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
 #   BENCH_REQUIRE_PORTERO=1 (exit non-zero if portero rows are skipped),
 #   BENCH_KEEP_WORK=1 (keep the temp dir with generated configs and files),
@@ -43,7 +44,7 @@ COMMAND_LINE="benches/load/run.sh${*:+ $*}"
 ENV_DESC="" # the BENCH_* / PORTERO_BIN settings given in the environment, for the report
 for v in BENCH_QUICK BENCH_SCENARIOS BENCH_PEERS BENCH_STATIC_PEERS BENCH_ROUNDS BENCH_STATIC_ROUNDS BENCH_DURATION \
     BENCH_C1_DURATION BENCH_STATIC_DURATION BENCH_WARMUP BENCH_CONNS BENCH_SERVER_CPU BENCH_CLIENT_CPU \
-    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN; do
+    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN; do
     [[ -z ${!v:-} ]] || ENV_DESC+="$v=${!v} "
 done
 
@@ -71,6 +72,7 @@ RETRY_SPENT=0
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 PORTERO_BIN=${PORTERO_BIN:-$REPO/target/release/portero}
+PORTERO_BASE_BIN=${PORTERO_BASE_BIN:-}
 KNOWN_SCENARIOS="proxy static"
 
 while [[ $# -gt 0 ]]; do
@@ -106,7 +108,7 @@ IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 IFS=, read -r -a PROXY_PEER_LIST <<<"$PROXY_PEERS"
 IFS=, read -r -a STATIC_PEER_LIST <<<"$STATIC_PEERS"
 for s in "${SCENARIO_LIST[@]}"; do [[ " $KNOWN_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $KNOWN_SCENARIOS)"; done
-for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx haproxy caddy hpm portero " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx haproxy caddy hpm portero portero-base " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
 for p in "${STATIC_PEER_LIST[@]}"; do [[ " nginx nginx-ofc caddy portero portero-staging express " == *" $p "* ]] || die "unknown static peer '$p'"; done
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 uses_peer() { [[ ",$PROXY_PEERS," == *",$1,"* ]] && wants proxy || { [[ ",$STATIC_PEERS," == *",$1,"* ]] && wants static; }; }
@@ -306,10 +308,11 @@ start_peer() {
             start_server "$name" "$logf" env NODE_ENV=production node "$HERE/node/hpm.js" --port "$PEER_PORT" \
                 --target "http://127.0.0.1:${UPSTREAM_PORT:-1}" "${static_args[@]}"
             ;;
-        portero | portero-staging)
-            local cfg_args=()
+        portero | portero-staging | portero-base)
+            local cfg_args=() bin=$PORTERO_BIN
             [[ $kind == portero-staging ]] && cfg_args=(-c "$HERE/conf/portero-staging.toml")
-            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$PORTERO_BIN" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
+            [[ $kind == portero-base ]] && bin=$PORTERO_BASE_BIN
+            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
             ;;
@@ -497,6 +500,10 @@ scenario_proxy() {
                 fi
                 [[ -z $READY_NOTE ]] || note "⚠ $READY_NOTE"
                 ;;
+            portero-base)
+                [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
+                start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
+                ;;
         esac
         started+=("$PEER_PID")
         if ! check_body "$peer" "http://127.0.0.1:$PEER_PORT/api/x" "$expected"; then
@@ -546,6 +553,10 @@ scenario_static() {
                     continue
                 fi
                 [[ -z $READY_NOTE ]] || note "⚠ $READY_NOTE"
+                ;;
+            portero-base)
+                [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
+                start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
                 ;;
         esac
         started+=("$PEER_PID")
