@@ -600,3 +600,75 @@ async fn a_connect_timeout_is_504_naming_the_upstream() {
     assert!(r.text().contains("upstream backend"), "{}", r.text());
     assert!(r.text().contains("connecting"), "{}", r.text());
 }
+
+/// A backend that answers every request with a keep-alive `200 ok` and
+/// then ends the connection without saying so: at once (`close`), or by
+/// shutting down its side and counting in the returned counter the
+/// connections whose other end (portero) is closed afterwards.
+async fn closing_backend(
+    close: bool,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = closed.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let head = support::read_head(&mut s).await;
+                assert!(head.starts_with("GET "), "{head}");
+                s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+                if close {
+                    return;
+                }
+                // Later, once portero has put the connection back in its pool.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                s.shutdown().await.unwrap();
+                let mut buf = [0u8; 64];
+                let read = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await;
+                if let Ok(Ok(0)) = read {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_the_backend_closed_is_not_used_again() {
+    // Every connection is closed by the backend right after its response,
+    // without announcing it: the next request finds the pooled connection
+    // dead and must go out on a fresh one.
+    let (addr, _) = closing_backend(true).await;
+    let p = start_default(addr).await;
+    for i in 0..10 {
+        let r = get(&p.url("/api/x"), &[]).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        assert_eq!(r.text(), "ok");
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_the_backend_closes_are_closed_here_too() {
+    // The backend ends its side of an idle keep-alive connection (as
+    // backends do after their keep-alive timeout): portero must close its
+    // end within seconds rather than leave the socket half-closed until
+    // the next request.
+    let (addr, closed) = closing_backend(false).await;
+    let p = start_default(addr).await;
+    assert_eq!(get(&p.url("/api/x"), &[]).await.status, 200);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while closed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("portero closed the connection the backend had closed");
+}
