@@ -66,6 +66,7 @@ fn headers(c: &mut Criterion) {
     ] {
         base.insert(HeaderName::from_static(k), HeaderValue::from_static(v));
     }
+    let port_value = HeaderValue::from_static("8080");
     c.bench_function("request headers: forward::prepare", |b| {
         b.iter_batched_ref(
             || base.clone(),
@@ -74,6 +75,7 @@ fn headers(c: &mut Criterion) {
                     scheme: "http",
                     client_host: &client_host,
                     client_port: 8080,
+                    port_value: &port_value,
                     upstream_host: "acme.chalanpro.net",
                     peer: [127, 0, 0, 1].into(),
                     peer_value: &peer_value,

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::dispatch::Conn;
@@ -17,8 +17,10 @@ use crate::http::body::{Body, BoxError};
 pub struct Entry {
     start: Instant,
     method: Method,
-    host: String,
-    path: String,
+    /// The request target and `Host` as received: cheap reference-counted
+    /// clones, formatted only if the line is written.
+    uri: Uri,
+    host: Option<HeaderValue>,
     peer: std::net::SocketAddr,
     pub tenant: Option<String>,
     pub route: RouteLabel,
@@ -28,22 +30,11 @@ pub struct Entry {
 
 impl Entry {
     pub fn new<B>(req: &Request<B>, conn: &Conn, start: Instant) -> Entry {
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-            })
-            .unwrap_or("-")
-            .to_string();
         Entry {
             start,
             method: req.method().clone(),
-            host,
-            path: req.uri().path().to_string(),
+            uri: req.uri().clone(),
+            host: req.headers().get(http::header::HOST).cloned(),
             peer: conn.peer,
             tenant: None,
             route: RouteLabel::Fixed("-"),
@@ -56,21 +47,34 @@ impl Entry {
         self.error = Some((err.to_string(), err.fault().as_str()));
     }
 
+    /// The host the client named: the target's authority, else `Host`.
+    fn host(&self) -> &str {
+        match self.uri.authority() {
+            Some(a) => a.as_str(),
+            None => self
+                .host
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-"),
+        }
+    }
+
     fn write(&self, bytes: u64, complete: bool) {
         let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        let (host, path) = (self.host(), self.uri.path());
         let tenant = self.tenant.as_deref().unwrap_or("-");
         let incomplete = if complete { "" } else { " (incomplete)" };
         match &self.error {
             None => tracing::info!(
                 target: "portero::access",
                 "{} {} {} {} route={} tenant={} status={} {:.1}ms {}B{}",
-                self.peer.ip(), self.method, self.host, self.path, self.route, tenant,
+                self.peer.ip(), self.method, host, path, self.route, tenant,
                 self.status.as_u16(), ms, bytes, incomplete
             ),
             Some((msg, fault)) => tracing::warn!(
                 target: "portero::access",
                 "{} {} {} {} route={} tenant={} status={} {:.1}ms {}B{} fault={} error=\"{}\"",
-                self.peer.ip(), self.method, self.host, self.path, self.route, tenant,
+                self.peer.ip(), self.method, host, path, self.route, tenant,
                 self.status.as_u16(), ms, bytes, incomplete, fault, msg
             ),
         }

@@ -35,6 +35,8 @@ pub struct Conn {
     /// The peer's IP as a header value, made once per connection for
     /// `X-Forwarded-For`.
     pub peer_ip: HeaderValue,
+    /// The local port as a header value, for `X-Forwarded-Port`.
+    pub local_port: HeaderValue,
 }
 
 impl Conn {
@@ -47,6 +49,7 @@ impl Conn {
             tls,
             sni,
             peer_ip,
+            local_port: HeaderValue::from(local.port()),
         }
     }
 

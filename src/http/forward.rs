@@ -25,6 +25,8 @@ pub struct Forward<'a> {
     /// The port the client connected to (for X-Forwarded-Port and default-port
     /// comparisons).
     pub client_port: u16,
+    /// `client_port` as a header value.
+    pub port_value: &'a HeaderValue,
     /// The `Host` value the upstream receives.
     pub upstream_host: &'a str,
     pub peer: IpAddr,
@@ -92,7 +94,7 @@ pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderV
         }
     }
     if !(f.trusted_peer && headers.contains_key(&X_FORWARDED_PORT)) {
-        headers.insert(X_FORWARDED_PORT, HeaderValue::from(f.client_port));
+        headers.insert(X_FORWARDED_PORT, f.port_value.clone());
     }
 
     if let Some(name) = f.tenant_header {
@@ -157,6 +159,7 @@ mod tests {
             scheme: "http",
             client_host: &client_host,
             client_port: 8080,
+            port_value: &HeaderValue::from_static("8080"),
             upstream_host,
             peer: "10.0.0.9".parse().unwrap(),
             peer_value: &HeaderValue::from_static("10.0.0.9"),

@@ -1,11 +1,11 @@
 //! Header rules a proxy must apply: hop-by-hop stripping (RFC 9110 §7.6.1).
 
 use http::HeaderMap;
-use http::header::{self, HeaderName};
+use http::header::{self, Entry, HeaderName, HeaderValue};
 
-/// Headers that are hop-by-hop by definition; `Connection` can name more.
+/// Headers that are hop-by-hop by definition, besides `Connection` itself,
+/// which can name more.
 const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
@@ -13,26 +13,35 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRAILER,
     header::UPGRADE,
     header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
 ];
 
-/// Removes hop-by-hop headers in place: the fixed list, `Proxy-Authenticate`,
-/// and every header named in `Connection` (RFC 9110 §7.6.1).
+/// Removes hop-by-hop headers in place: `Connection`, every header it names,
+/// and the fixed list (RFC 9110 §7.6.1).
+///
+/// This runs twice per proxied request, so it avoids hashing every
+/// hop-by-hop name into the map: one look-up for `Connection`, then one pass
+/// over the names present, which most messages end with.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Connection-named headers first: the Connection header itself goes below.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if let Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
+        let mut values = connection.remove_entry_mult().1;
+        // Almost always a single value; more are collected (owned, so the
+        // map can be edited while reading them).
+        let first = values.next();
+        let rest: Vec<HeaderValue> = values.collect();
+        for value in first.iter().chain(&rest) {
+            let Ok(value) = value.to_str() else { continue };
+            for token in value.split(',') {
+                // A token that is not a valid header name names nothing.
+                headers.remove(token.trim());
+            }
+        }
     }
-    for name in HOP_BY_HOP.iter() {
-        headers.remove(name);
+    if headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::PROXY_AUTHENTICATE);
 }
 
 /// True when `Connection` lists the token (case-insensitive), e.g. `upgrade`.
@@ -68,8 +77,23 @@ mod tests {
         h.insert("x-kept", "1".parse().unwrap());
         h.insert("accept", "*/*".parse().unwrap());
         strip_hop_by_hop(&mut h);
+        // The order of different fields carries no meaning (RFC 9110 §5.3).
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["accept", "x-kept"]);
+    }
+
+    #[test]
+    fn every_connection_field_line_is_honoured() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "x-one".parse().unwrap());
+        h.append("connection", "X-Two, close".parse().unwrap());
+        h.insert("x-one", "1".parse().unwrap());
+        h.insert("x-two", "2".parse().unwrap());
+        h.insert("x-three", "3".parse().unwrap());
+        strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, ["x-kept", "accept"]);
+        assert_eq!(left, ["x-three"]);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header;
+use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri};
 use http_body::Body as _;
 use hyper::body::Incoming;
@@ -72,10 +72,17 @@ impl Proxy {
         let upstream_host = upstream_host(ctx, route, up);
         let cfg = &ctx.rt.config;
         let tenant_header = cfg.tenants.header.as_ref();
+        let client_port = ctx.host.port.unwrap_or(ctx.conn.local.port());
+        let port_value = if client_port == ctx.conn.local.port() {
+            ctx.conn.local_port.clone()
+        } else {
+            HeaderValue::from(client_port)
+        };
         let f = forward::Forward {
             scheme: ctx.conn.scheme(),
             client_host: &ctx.host,
-            client_port: ctx.host.port.unwrap_or(ctx.conn.local.port()),
+            client_port,
+            port_value: &port_value,
             upstream_host: &upstream_host,
             peer: ctx.conn.peer.ip(),
             peer_value: &ctx.conn.peer_ip,
