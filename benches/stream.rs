@@ -2,8 +2,9 @@
 //!
 //! - a 1 GiB upload and a 1 GiB download through portero: throughput
 //!   (against a direct connection in the same run) and portero's peak RSS;
-//! - WebSocket echo round trips (p50/p99) through portero vs direct and vs
-//!   nginx (when installed), in interleaved blocks;
+//! - WebSocket echo round trips (p50/p99) and echoed messages per second
+//!   (32 in flight) through portero vs direct and vs nginx (when
+//!   installed), in interleaved blocks;
 //! - portero's RSS with N idle WebSocket tunnels (default 9,000: two
 //!   sockets per tunnel and this machine's 20,000 open-file limit).
 //!
@@ -23,6 +24,9 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::Message;
+
+/// Messages in flight in the messages/s measurement.
+const WS_WINDOW: usize = 32;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -77,9 +81,12 @@ async fn main() {
         targets.push(("nginx", *addr));
     }
     let mut blocks: Vec<Vec<(f64, f64)>> = vec![Vec::new(); targets.len()];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
+    let messages = rounds * 2;
     for _ in 0..5 {
         for (i, (_, addr)) in targets.iter().enumerate() {
             blocks[i].push(ws_rtt(*addr, rounds / 5).await);
+            rates[i].push(ws_rate(*addr, messages / 5, WS_WINDOW).await);
         }
     }
     let med = |v: &[(f64, f64)]| {
@@ -97,6 +104,19 @@ async fn main() {
             rounds / 5,
             x50 / d50,
             x99 / d99
+        );
+    }
+    let med_rate = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let direct_rate = med_rate(&mut rates[0]);
+    for (i, (name, _)) in targets.iter().enumerate().skip(1) {
+        let rate = med_rate(&mut rates[i]);
+        println!(
+            "| WS echo messages/s via {name} (5 × {} messages, {WS_WINDOW} in flight) | {direct_rate:.0} | {rate:.0} | {:.2} ×direct | |",
+            messages / 5,
+            rate / direct_rate
         );
     }
     if let Some((mut child, _, _dir)) = nginx {
@@ -326,25 +346,37 @@ async fn download(addr: SocketAddr, bytes: u64) -> Duration {
     t.elapsed()
 }
 
+/// The WebSocket echo backend, on a thread and runtime of its own: a direct
+/// round trip then always crosses threads, as one through a proxy does
+/// (sharing the client's runtime made "direct" jump between ~27 and ~65 µs
+/// from run to run, by whether both tasks landed on the same worker).
 async fn start_ws_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
-                    return;
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    continue;
                 };
-                while let Some(Ok(m)) = ws.next().await {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                tokio::spawn(async move {
+                    let Ok(mut ws) = tokio_tungstenite::accept_async(s).await else {
                         return;
+                    };
+                    while let Some(Ok(m)) = ws.next().await {
+                        if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            });
-        }
+                });
+            }
+        });
     });
     addr
 }
@@ -362,6 +394,35 @@ async fn ws_rtt(addr: SocketAddr, rounds: usize) -> (f64, f64) {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     (samples[rounds / 2], samples[rounds * 99 / 100])
+}
+
+/// Echoed messages per second with up to `window` messages in flight, the
+/// way a chatty page streams updates: a writer task sends `n` small
+/// messages while this task counts the echoes.
+async fn ws_rate(addr: SocketAddr, n: usize, window: usize) -> f64 {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/echo"))
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let credits = std::sync::Arc::new(tokio::sync::Semaphore::new(window));
+    let writer_credits = credits.clone();
+    let t = Instant::now();
+    let writer = tokio::spawn(async move {
+        for i in 0..n {
+            writer_credits.acquire().await.unwrap().forget();
+            tx.send(Message::text(format!("{i:032}"))).await.unwrap();
+        }
+        tx
+    });
+    let deadline = t + Duration::from_secs(60);
+    for _ in 0..n {
+        let next = tokio::time::timeout_at(deadline.into(), rx.next()).await;
+        next.expect("echoes within 60 s").unwrap().unwrap();
+        credits.add_permits(1);
+    }
+    let elapsed = t.elapsed();
+    drop(writer.await.unwrap().reunite(rx));
+    n as f64 / elapsed.as_secs_f64()
 }
 
 async fn open_idle(
