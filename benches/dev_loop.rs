@@ -4,7 +4,8 @@
 //! - live reload: a file written under the SPA root to the message on the
 //!   `/__portero/livereload` socket;
 //! - config reload: validating a config and building the new runtime
-//!   snapshot (the library's `Reloader::reload`).
+//!   snapshot (the library's `Reloader::reload`), and through the binary,
+//!   a config file written to the new route being served.
 //!
 //! Run: `cargo build --release && cargo bench --bench dev_loop`
 //! Env: `PORTERO_BIN` (default target/release/portero), `DEV_ROUNDS` (20).
@@ -63,6 +64,66 @@ fn startup_once(dir: &std::path::Path) -> f64 {
     let _ = child.kill();
     let _ = child.wait();
     took.as_secs_f64() * 1000.0
+}
+
+/// `GET /__portero/status` over a fresh connection; the body.
+fn status(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /__portero/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The binary watching its config file: the time from writing a config with
+/// a new route to the route being listed by the running process (the
+/// reload's settle window for editors' multi-step saves included).
+fn config_file_reload(dir: &std::path::Path, rounds: usize) -> Vec<f64> {
+    let port = free_port();
+    let cfg = dir.join("reload.toml");
+    let write = |i: usize| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[server]\nlisten = [\"127.0.0.1:{port}\"]\n\n\
+                 [upstreams.backend]\nurl = \"http://127.0.0.1:9\"\n\n\
+                 [[routes]]\nprefix = \"/probe{i}\"\nupstream = \"backend\"\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(0);
+    let mut child = Command::new(bin())
+        .args(["-c"])
+        .arg(&cfg)
+        .args(["--log-level", "error"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut took = Vec::new();
+    for i in 1..=rounds {
+        let t = Instant::now();
+        write(i);
+        let wanted = format!("/probe{i}");
+        while !status(port).contains(&wanted) {
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "config not reloaded within 5 s"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    took
 }
 
 #[tokio::main]
@@ -150,6 +211,8 @@ async fn main() {
         config_reload.push(t.elapsed().as_secs_f64() * 1000.0);
     }
 
+    let file_reload = config_file_reload(tmp.path(), rounds);
+
     println!("| measurement ({rounds} rounds) | min | median | max | target |");
     println!("|---|---|---|---|---|");
     for (name, v, target) in [
@@ -166,6 +229,11 @@ async fn main() {
         (
             "config reload: validate + new snapshot (ms)",
             config_reload,
+            "—",
+        ),
+        (
+            "config reload: file written → new config active (ms)",
+            file_reload,
             "—",
         ),
     ] {
