@@ -5,6 +5,9 @@
 #
 #   tests/e2e/run.sh                 full run (needs the portero binary)
 #   tests/e2e/run.sh --backend-only  setup + direct-to-Daphne smoke check
+#   tests/e2e/run.sh --ws-bench      setup + WebSocket echo latency, direct vs
+#                                    portero (vs nginx if on PATH); prints a
+#                                    markdown table on stdout (tests/e2e/ws_bench.py)
 #
 # See tests/e2e/README.md for the environment variables.
 set -euo pipefail
@@ -13,7 +16,8 @@ MODE=full
 case "${1:-}" in
   "") ;;
   --backend-only) MODE=backend ;;
-  -h|--help) sed -n '3,9p' "$0"; exit 0 ;;
+  --ws-bench) MODE=wsbench ;;
+  -h|--help) sed -n '3,12p' "$0"; exit 0 ;;
   *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
 esac
 
@@ -36,6 +40,7 @@ die()  { printf '\n[e2e] FATAL: %s\n\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- cleanup ---
 WORK=""
 PORTERO_PID=""
+NGINX_PID=""
 PG_BIN=""
 PG_DATA=""
 
@@ -55,6 +60,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n "$STAGE_PID" ]]; then kill_pid "$STAGE_PID" "stage"; wait "$STAGE_PID" 2>/dev/null; fi
   if [[ -n "$PORTERO_PID" ]]; then kill_pid "$PORTERO_PID" portero; wait "$PORTERO_PID" 2>/dev/null; fi
+  if [[ -n "$NGINX_PID" ]]; then kill_pid "$NGINX_PID" nginx; wait "$NGINX_PID" 2>/dev/null; fi
   if [[ -n "$WORK" && -f "$WORK/daphne.pid" ]]; then
     "$PY" "$HERE/e2e_backend.py" stop 2>/dev/null
     [[ -f "$WORK/daphne.pid" ]] && kill_pid "$(cat "$WORK/daphne.pid")" daphne
@@ -209,6 +215,66 @@ start_portero() {
   log "portero pid $PORTERO_PID listening on $addr"
 }
 
+# ------------------------------------------------------------------ nginx ---
+# Optional peer for --ws-bench: nginx (one worker) as a WebSocket proxy to
+# Daphne on a free loopback port. Exports E2E_NGINX_PORT, or E2E_NGINX_NOTE
+# when nginx is not on PATH.
+start_nginx() {
+  local dir="$WORK/nginx" port
+  if ! command -v nginx >/dev/null; then
+    export E2E_NGINX_NOTE="not on PATH; row skipped"
+    log "nginx not on PATH: the nginx row is skipped"
+    return 0
+  fi
+  port="$(free_port)"
+  mkdir -p "$dir/tmp"
+  # $host is the request's Host without a port; the client sends the tenant's
+  # real host (acme.chalanpro.net), as direct connections do.
+  cat >"$dir/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $OUT/nginx-error.log warn;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://127.0.0.1:$E2E_DAPHNE_PORT;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection "upgrade";
+      proxy_set_header Host \$host;
+      proxy_read_timeout 300s;
+    }
+  }
+}
+EOF
+  log "starting nginx ($(command -v nginx), 1 worker) on 127.0.0.1:$port -> Daphne"
+  nginx -p "$dir" -c "$dir/nginx.conf" -e "$OUT/nginx-error.log" </dev/null >"$OUT/nginx.stdout.log" 2>&1 &
+  NGINX_PID=$!
+  for _ in $(seq 100); do   # 10 s
+    if ! kill -0 "$NGINX_PID" 2>/dev/null; then
+      wait "$NGINX_PID"; local rc=$?; NGINX_PID=""
+      cat "$OUT/nginx.stdout.log" >&2
+      die "nginx exited (code $rc) at startup; see $OUT/nginx-error.log"
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      export E2E_NGINX_PORT=$port
+      log "nginx pid $NGINX_PID listening on 127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "nginx did not listen on 127.0.0.1:$port within 10 s; see $OUT/nginx-error.log"
+}
+
 # Stop portero with SIGTERM; it must exit 0 within 15 s.
 stop_portero_checked() {
   local rc
@@ -232,10 +298,11 @@ OUT="$(cd "$OUT" && pwd)"
 # A caller-chosen E2E_OUT is not emptied: remove only what this script writes.
 rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.stdout,portero.stderr}.log \
       "$OUT"/{pytest-backend,pytest-scenarios,browser,browser-console}.log "$OUT"/backend-requests.jsonl \
-      "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png
+      "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png \
+      "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md
 export E2E_OUT="$OUT"
 
-if [[ $MODE == full && ! -x "$PORTERO_BIN" ]]; then
+if [[ $MODE != backend && ! -x "$PORTERO_BIN" ]]; then
   die "portero binary not found at $PORTERO_BIN (build it: cargo build --release, or set PORTERO_BIN; use --backend-only to test only the Django side)"
 fi
 
@@ -258,6 +325,19 @@ if [[ $MODE == backend ]]; then
   rc=0
   run_stage "$OUT/pytest-backend.log" 600 "${PYTEST[@]}" --junitxml="$OUT/backend-junit.xml" test_backend_direct.py || rc=$?
   [[ $rc == 0 ]] && RESULT[backend_smoke]=PASS || RESULT[backend_smoke]="FAIL(pytest exit $rc)"
+elif [[ $MODE == wsbench ]]; then
+  start_portero
+  start_nginx
+  log "running the WebSocket echo benchmark (tests/e2e/ws_bench.py)"
+  rc=0
+  # Progress goes to stderr (and ws-bench.log); only the table goes to stdout.
+  run_stage "$OUT/ws-bench.log" 180 "$PY" "$HERE/ws_bench.py" --table "$OUT/ws-bench.md" >&2 || rc=$?
+  if [[ $rc == 0 && -s "$OUT/ws-bench.md" ]]; then
+    RESULT[ws_bench]=PASS
+    echo; cat "$OUT/ws-bench.md"
+  else
+    RESULT[ws_bench]="FAIL(exit $rc)"
+  fi
 else
   start_portero
   log "running pytest scenarios against portero on 127.0.0.1:$E2E_PORTERO_PORT"
