@@ -66,6 +66,18 @@ fn startup_once(dir: &std::path::Path) -> f64 {
     took.as_secs_f64() * 1000.0
 }
 
+/// Polls until something accepts connections on `port` (bounded: 5 s).
+fn wait_listening(port: u16) {
+    let t = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "nothing listens on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// `GET /__portero/status` over a fresh connection; the body.
 fn status(port: u16) -> String {
     use std::io::{Read, Write};
@@ -102,11 +114,7 @@ fn config_file_reload(dir: &std::path::Path, rounds: usize) -> Vec<f64> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_listening(port);
     let mut took = Vec::new();
     for i in 1..=rounds {
         let t = Instant::now();
@@ -154,11 +162,7 @@ async fn main() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(5));
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_listening(port);
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/__portero/livereload"))
             .await
