@@ -3,7 +3,7 @@
 //! in one step; requests in flight keep the snapshot they started with.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, RouteTarget, SpaSource};
 use crate::routing::table::RouteTable;
+use crate::server::tls::CertStore;
 use crate::services::livereload::LiveReload;
 use crate::services::proxy::Proxy;
 use crate::services::static_files::StaticDir;
@@ -91,6 +92,9 @@ pub struct Shared {
     /// the drain for the whole deadline.
     pub shutting_down: CancellationToken,
     pub livereload: LiveReload,
+    /// The TLS listeners' certificates, once they are bound; a config
+    /// reload reads the certificate files again into it.
+    pub tls_certs: OnceLock<Arc<CertStore>>,
 }
 
 impl Shared {
@@ -103,6 +107,7 @@ impl Shared {
             tunnels: TaskTracker::new(),
             close_tunnels: CancellationToken::new(),
             shutting_down: CancellationToken::new(),
+            tls_certs: OnceLock::new(),
         })
     }
 

@@ -6,9 +6,13 @@ mod support;
 
 use std::time::Duration;
 
-use portero::config::{CertPaths, Config};
+use portero::config::reload::{Outcome, Reloader};
+use portero::config::{CertPaths, Config, Overrides};
 use portero::server::tls;
-use support::tls::{TestCa, accept_any, connect, get, peer_names, start_tls, tls_config, trusting};
+use support::tls::{
+    TestCa, accept_any, connect, get, peer_names, start_tls, start_tls_reloading, tls_config,
+    trusting,
+};
 
 const H2_AND_H1: &[&[u8]] = &[b"h2", b"http/1.1"];
 const H1: &[&[u8]] = &[b"http/1.1"];
@@ -362,4 +366,84 @@ async fn https_upstreams_verify_against_the_configured_ca() {
         }
         p.stop().await;
     }
+}
+
+/// A config file with one certificate, for the reload tests.
+fn tls_config_file(dir: &std::path::Path, cert: &CertPaths) -> (std::path::PathBuf, String) {
+    let path = dir.join("portero.toml");
+    let text = format!(
+        "[upstreams.backend]\nurl = \"http://127.0.0.1:9\"\n\
+         [tls]\nlisten = [\"127.0.0.1:0\"]\n\
+         [[tls.certs]]\ncert = {:?}\nkey = {:?}\n",
+        cert.cert, cert.key
+    );
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
+    let (path, text) = tls_config_file(dir.path(), &cert);
+    let config = Config::load_file(&path).unwrap();
+    let tls_section = config.tls.clone().unwrap();
+    let reloader = Reloader {
+        path: path.clone(),
+        overrides: Overrides::default(),
+    };
+    let p = start_tls_reloading(config, tls_section, Some(reloader)).await;
+    let served = || async {
+        let s = connect(p.tls_addr, "a.example.test", accept_any(H1))
+            .await
+            .unwrap();
+        peer_names(&s)
+    };
+    assert_eq!(served().await, ["old.example.test"]);
+
+    // A renewal writes new files at the same paths; the reload that
+    // follows (SIGHUP, or here the config file being written) reads them.
+    ca.issue(dir.path(), "site", &["new.example.test"]);
+    std::fs::write(&path, &text).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while served().await != ["new.example.test"] {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the renewed certificate was served within 10 s");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_broken_renewal_is_refused_and_the_running_certificate_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new();
+    let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
+    let (path, _) = tls_config_file(dir.path(), &cert);
+    let config = Config::load_file(&path).unwrap();
+    let (_, store) = tls::acceptor(config.tls.as_ref().unwrap()).unwrap();
+    let shared = portero::state::Shared::new(config);
+    shared.tls_certs.set(store.clone()).unwrap();
+    let reloader = Reloader {
+        path,
+        overrides: Overrides::default(),
+    };
+    let running = store.pick(None);
+
+    // Half written: the certificate file ends mid-way.
+    std::fs::write(&cert.cert, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
+    match reloader.reload(&shared) {
+        Outcome::Kept(why) => {
+            assert!(why.contains("site.pem"), "the file is named: {why}");
+        }
+        Outcome::Applied { .. } => panic!("a broken certificate was applied"),
+    }
+    assert!(std::sync::Arc::ptr_eq(&store.pick(None), &running));
+
+    // The renewal completed: the next reload takes it.
+    ca.issue(dir.path(), "site", &["new.example.test"]);
+    assert!(matches!(reloader.reload(&shared), Outcome::Applied { .. }));
+    assert!(!std::sync::Arc::ptr_eq(&store.pick(None), &running));
 }

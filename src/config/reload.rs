@@ -3,8 +3,9 @@
 //! runtime snapshot and swap it in one step. A config with problems is
 //! reported, every problem at once, and the running one stays.
 //!
-//! Listener addresses and TLS certificates are bound at startup; a reload
-//! that changes them says a restart is needed.
+//! TLS certificate files are read again on every reload, so after a
+//! renewal a SIGHUP is enough. Listener addresses are bound at startup; a
+//! reload that changes them says a restart is needed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,12 +58,20 @@ impl Reloader {
         }
         let old = shared.runtime.load();
         if config.server.listen != old.config.server.listen
-            || config.tls.as_ref().map(|t| &t.certs) != old.config.tls.as_ref().map(|t| &t.certs)
+            || config.tls.is_some() != old.config.tls.is_some()
         {
             tracing::warn!(
-                "{}: listen addresses and TLS certificates change only on restart",
+                "{}: listen addresses, and whether there is a [tls] section, change only on restart",
                 self.path.display()
             );
+        }
+        // Certificates first: they are the part that can still fail (a
+        // renewal half written, a key that does not match), and a failure
+        // keeps everything running as it was.
+        if let (Some(store), Some(tls)) = (shared.tls_certs.get(), &config.tls) {
+            if let Err(e) = store.reload(tls) {
+                return Outcome::Kept(format!("tls: {e}: keeping the running config"));
+            }
         }
         // The running TLS listen addresses are the bound ones (see server::run).
         if let (Some(new), Some(old)) = (&mut config.tls, &old.config.tls) {

@@ -83,7 +83,14 @@ pub async fn run_with_reload(
     }
     let deadline = config.server.shutdown_timeout;
     let builders = Arc::new(conn::Builders::new(&config.server));
+    let (tls_acceptor, cert_store) = tls_acceptor.unzip();
     let shared = Shared::new(config);
+    if let Some(store) = cert_store {
+        shared
+            .tls_certs
+            .set(store)
+            .expect("a new Shared has no certificate store yet");
+    }
     if let Some(r) = reloader {
         r.spawn(shared.clone(), shared.shutting_down.clone());
     }

@@ -1,10 +1,14 @@
 //! rustls server configuration: certificates loaded from PEM files, the
 //! certificate chosen by the client's SNI name, ALPN `h2` and `http/1.1`.
+//! The certificates sit in a [`CertStore`] that a config reload (or SIGHUP,
+//! after a renewal) replaces in one step; listeners and handshakes in
+//! progress are not touched.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -25,30 +29,66 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The TLS acceptor for every TLS listener: all `[[tls.certs]]` loaded,
-/// checked, and indexed by name.
-pub fn acceptor(tls: &TlsConfig) -> Result<tokio_rustls::TlsAcceptor, StartupError> {
-    Ok(tokio_rustls::TlsAcceptor::from(server_config(tls)?))
-}
-
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, StartupError> {
+/// The TLS acceptor for every TLS listener, and the store of its
+/// certificates (all `[[tls.certs]]` loaded, checked, and indexed by name).
+pub fn acceptor(
+    tls: &TlsConfig,
+) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertStore>), StartupError> {
     let provider = provider();
-    let certs = tls
-        .certs
-        .iter()
-        .map(|paths| load_cert(paths, &provider))
-        .collect::<Result<Vec<_>, _>>()?;
-    let resolver = SniResolver::new(certs).ok_or_else(|| {
-        StartupError::Tls("no certificates configured (see `portero cert`)".into())
-    })?;
+    let store = Arc::new(CertStore::load(tls, &provider)?);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StartupError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+        .with_cert_resolver(store.clone());
     // Preference order: the server picks the first one the client offers.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), store))
+}
+
+/// The certificates handshakes are answered with; replaceable while the
+/// server runs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<SniResolver>,
+}
+
+impl CertStore {
+    pub fn load(tls: &TlsConfig, provider: &CryptoProvider) -> Result<Self, StartupError> {
+        Ok(CertStore {
+            current: ArcSwap::from_pointee(resolver(tls, provider)?),
+        })
+    }
+
+    /// Reads `tls`'s certificate files again (renewed ones included) and
+    /// answers new handshakes with them. On any error the running
+    /// certificates stay.
+    pub fn reload(&self, tls: &TlsConfig) -> Result<(), StartupError> {
+        let fresh = resolver(tls, &provider())?;
+        self.current.store(Arc::new(fresh));
+        Ok(())
+    }
+
+    /// The certificate a handshake with this SNI name gets now.
+    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        self.current.load().pick(sni).clone()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.pick(hello.server_name()))
+    }
+}
+
+fn resolver(tls: &TlsConfig, provider: &CryptoProvider) -> Result<SniResolver, StartupError> {
+    let certs = tls
+        .certs
+        .iter()
+        .map(|paths| load_cert(paths, provider))
+        .collect::<Result<Vec<_>, _>>()?;
+    SniResolver::new(certs)
+        .ok_or_else(|| StartupError::Tls("no certificates configured (see `portero cert`)".into()))
 }
 
 /// A certificate chain with its key, and the DNS names its leaf covers.
@@ -202,12 +242,6 @@ impl SniResolver {
     pub fn pick(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
         let i = sni.and_then(|s| self.names.lookup(s)).unwrap_or(0);
         &self.certs[i]
-    }
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()).clone())
     }
 }
 

@@ -89,7 +89,16 @@ impl TlsPortero {
 }
 
 /// Starts portero with `config` and `tls`, both listeners on 127.0.0.1:0.
-pub async fn start_tls(mut config: Config, tls: TlsConfig) -> TlsPortero {
+pub async fn start_tls(config: Config, tls: TlsConfig) -> TlsPortero {
+    start_tls_reloading(config, tls, None).await
+}
+
+/// [`start_tls`], reloading from `reloader`'s file when it changes.
+pub async fn start_tls_reloading(
+    mut config: Config,
+    tls: TlsConfig,
+    reloader: Option<portero::config::reload::Reloader>,
+) -> TlsPortero {
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = plain.local_addr().unwrap();
@@ -101,7 +110,7 @@ pub async fn start_tls(mut config: Config, tls: TlsConfig) -> TlsPortero {
     };
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        portero::run(listeners, config, async {
+        portero::run_with_reload(listeners, config, reloader, async {
             let _ = rx.await;
         })
         .await
