@@ -136,3 +136,24 @@ async fn http2_prior_knowledge_can_be_turned_off() {
     );
     assert_eq!(echo.hits(), 0);
 }
+
+#[tokio::test]
+async fn reuse_port_lets_processes_share_a_port_and_is_off_by_default() {
+    let mut c = portero::Config::embedded();
+    c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.server.reuse_port = true;
+    let first = portero::Listeners::bind(&c).await.unwrap();
+    let addr = first.plain[0].local_addr().unwrap();
+
+    // A second portero with reuse_port on the same port: both listen.
+    c.server.listen = vec![addr];
+    let second = portero::Listeners::bind(&c).await.unwrap();
+    assert_eq!(second.plain[0].local_addr().unwrap(), addr);
+
+    // Without it, the port is in use, as for any other program.
+    c.server.reuse_port = false;
+    match portero::Listeners::bind(&c).await {
+        Err(e) => assert!(e.to_string().contains(&addr.to_string()), "{e}"),
+        Ok(_) => panic!("bound a port in use without reuse_port"),
+    }
+}

@@ -61,6 +61,7 @@ pub struct RawServer {
     pub header_read_timeout: Option<Spanned<Scalar>>,
     pub keep_alive: Option<bool>,
     pub http2_prior_knowledge: Option<bool>,
+    pub reuse_port: Option<bool>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }

@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub keep_alive: bool,
     pub http2_prior_knowledge: bool,
+    /// Listen with `SO_REUSEPORT`, so several portero processes can share
+    /// one port and the kernel spreads connections across them.
+    pub reuse_port: bool,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

@@ -124,6 +124,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         ),
         keep_alive: s.keep_alive.unwrap_or(true),
         http2_prior_knowledge: s.http2_prior_knowledge.unwrap_or(true),
+        reuse_port: s.reuse_port.unwrap_or(false),
         shutdown_timeout: c.duration(
             "server.shutdown_timeout",
             &s.shutdown_timeout,

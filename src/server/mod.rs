@@ -28,23 +28,39 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every address the config lists.
     pub async fn bind(config: &Config) -> Result<Listeners, StartupError> {
+        let reuse_port = config.server.reuse_port;
         let mut l = Listeners::default();
         for addr in &config.server.listen {
-            l.plain.push(bind(*addr).await?);
+            l.plain.push(bind(*addr, reuse_port)?);
         }
         if let Some(tls) = &config.tls {
             for addr in &tls.listen {
-                l.tls.push(bind(*addr).await?);
+                l.tls.push(bind(*addr, reuse_port)?);
             }
         }
         Ok(l)
     }
 }
 
-async fn bind(addr: std::net::SocketAddr) -> Result<TcpListener, StartupError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|cause| StartupError::Bind { addr, cause })
+/// Backlog of pending connections per listener (Tokio's default too).
+const BACKLOG: u32 = 1024;
+
+fn bind(addr: std::net::SocketAddr, reuse_port: bool) -> Result<TcpListener, StartupError> {
+    let bind = || {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // SO_REUSEADDR as Tokio's own bind sets it: a restart can bind
+        // while old connections linger in TIME_WAIT.
+        socket.set_reuseaddr(true)?;
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    bind().map_err(|cause| StartupError::Bind { addr, cause })
 }
 
 /// Serves until `shutdown` completes, then drains gracefully.
