@@ -260,6 +260,8 @@ pub enum StartupError {
     UpstreamTls { upstream: String, reason: String },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("cannot start the server's threads: {0}")]
+    Runtime(String),
 }
 
 fn bind_hint(e: &std::io::Error) -> &'static str {

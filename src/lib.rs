@@ -3,7 +3,8 @@
 //! A request flows through the modules in this order:
 //!
 //! ```text
-//! server (listener, TLS with the certificate picked by SNI, hyper connection)
+//! server (listeners, one runtime per core or one shared; TLS with the
+//!         certificate picked by SNI; hyper connection)
 //!   → dispatch (the one place: host → tenant → route → service)
 //!       routing::host    normalised Host newtype
 //!       routing::tenant  tenant + the host the backend sees, allow-list
@@ -35,4 +36,4 @@ pub mod upstream_tls;
 pub mod watch;
 
 pub use config::Config;
-pub use server::{Listeners, run, run_with_reload};
+pub use server::{Listeners, run, run_per_core, run_with_reload};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use portero::config::{Config, ConfigErrors, LoadError, Overrides, Source};
+use portero::config::{Config, ConfigErrors, LoadError, Overrides, RuntimeMode, Source};
 
 #[derive(Parser)]
 #[command(
@@ -247,13 +247,26 @@ fn init_logging(level: &str) {
 }
 
 fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
-    // On one core (a container limit, or `taskset`), a single-threaded
-    // runtime does the same work without cross-thread wake-ups.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = std::env::var("TOKIO_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(cores);
+    let reloader = match &config.source {
+        portero::config::Source::File(path) => Some(portero::config::reload::Reloader {
+            path: path.clone(),
+            overrides: overrides.clone(),
+        }),
+        portero::config::Source::Embedded => None,
+    };
+    if workers > 1 && config.server.runtime == RuntimeMode::PerCore {
+        // No runtime exists yet: the library builds one per worker.
+        portero::server::run_per_core(config, reloader, workers, banner, shutdown_signal())?;
+        tracing::info!("stopped");
+        return Ok(());
+    }
+    // On one core (a container limit, or `taskset`), a single-threaded
+    // runtime does the same work without cross-thread wake-ups.
     let mut builder = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -266,13 +279,6 @@ fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listeners = portero::Listeners::bind(&config).await?;
         banner(&config, &listeners);
-        let reloader = match &config.source {
-            portero::config::Source::File(path) => Some(portero::config::reload::Reloader {
-                path: path.clone(),
-                overrides: overrides.clone(),
-            }),
-            portero::config::Source::Embedded => None,
-        };
         portero::run_with_reload(listeners, config, reloader, shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())

@@ -157,3 +157,47 @@ async fn reuse_port_lets_processes_share_a_port_and_is_off_by_default() {
         Ok(_) => panic!("bound a port in use without reuse_port"),
     }
 }
+
+#[test]
+fn a_runtime_per_core_serves_and_shuts_down() {
+    // run_per_core builds its own runtimes: it runs on a plain thread, the
+    // backend and the client on a runtime of the test's.
+    let client = tokio::runtime::Runtime::new().unwrap();
+    let echo = client.block_on(Echo::start());
+    let mut c = cfg(echo.addr, "");
+    c.server.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        portero::server::run_per_core(
+            c,
+            None,
+            2,
+            |_, l| addr_tx.send(l.plain[0].local_addr().unwrap()).unwrap(),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("listening");
+    client.block_on(async {
+        // Separate connections, so the kernel spreads them over both
+        // workers' listeners.
+        for i in 0..40 {
+            let r = get(&format!("http://{addr}/api/n{i}"), &[]).await;
+            assert_eq!(r.status, 200, "request {i}");
+        }
+    });
+    assert_eq!(echo.hits(), 40);
+    // Both workers served (the kernel spread 40 connections over their
+    // listeners), and each reused its own upstream connection: a pool
+    // shared across workers would have used one.
+    assert_eq!(echo.conns.load(std::sync::atomic::Ordering::SeqCst), 2);
+    stop_tx.send(()).unwrap();
+    server
+        .join()
+        .expect("the server thread ends")
+        .expect("run_per_core returns Ok");
+}

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Using both cores: portero's multi-thread runtime (one process, Tokio work
-# stealing) against nginx's worker model (one single-threaded portero process
-# per core sharing the port through SO_REUSEPORT), with nginx itself (two
-# workers) for reference. Nothing is pinned: on a 2-core machine the
+# Using every core: portero's default (one process, a single-threaded
+# runtime per core, each on its own SO_REUSEPORT listener), its work-stealing
+# multi-thread runtime (`runtime = "threads"`), one single-threaded portero
+# process per core sharing the port (`reuse_port = true`), and nginx with a
+# worker per core for reference. Nothing is pinned: on a 2-core machine the
 # upstream, the proxy and wrk share both cores, so the figures compare the
 # two ways of using them, not how portero would scale on a bigger machine.
 #
-# Usage: benches/load/multicore.sh [ROUNDS (3)] [SECONDS (8)]
+# Usage: benches/load/multicore.sh [ROUNDS (3)] [SECONDS (8)]     (~2 min with the defaults)
 # Needs nginx and wrk (apt-get install nginx wrk) and target/release/portero.
 # Prints a markdown table; loopback only; every process stopped by PID.
 
@@ -58,9 +59,14 @@ PIDS+=($!)
 wait_port "$UP"
 
 declare -A PORT
+# portero, one process, a runtime per core (the default).
+PORT[percore]=$(free_port)
+"$BIN" --listen "127.0.0.1:${PORT[percore]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/percore.log" &
+PIDS+=($!)
 # portero, one process, multi-thread runtime with a worker per core.
 PORT[threads]=$(free_port)
-"$BIN" --listen "127.0.0.1:${PORT[threads]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/threads.log" &
+printf '[server]\nruntime = "threads"\n' >"$WORK/threads.toml"
+"$BIN" -c "$WORK/threads.toml" --listen "127.0.0.1:${PORT[threads]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/threads.log" &
 PIDS+=($!)
 # portero, one single-threaded process per core on one port (SO_REUSEPORT).
 PORT[processes]=$(free_port)
@@ -76,7 +82,7 @@ nginx_conf nginx-proxy.conf.in "$WORK/nginx" "${PORT[nginx]}" "$UP" "$(nproc)"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" -g 'daemon off;' &
 PIDS+=($!)
 
-TARGETS=(threads processes nginx)
+TARGETS=(percore threads processes nginx)
 for t in "${TARGETS[@]}"; do
     wait_port "${PORT[$t]}"
     curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$t]}/api/x" || { echo "multicore.sh: $t does not proxy" >&2; exit 1; }
@@ -103,7 +109,8 @@ echo "| proxy | req/s | p99 ms (median of rounds) | ×nginx |"
 echo "|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
     case $t in
-        threads) label="portero, 1 process, multi-thread runtime ($(nproc) workers)" ;;
+        percore) label="portero, 1 process, a runtime per core (default)" ;;
+        threads) label="portero, 1 process, multi-thread runtime (\`runtime = \"threads\"\`)" ;;
         processes) label="portero, $(nproc) processes × 1 thread, \`reuse_port = true\`" ;;
         nginx) label="nginx, $(nproc) workers" ;;
     esac

@@ -62,6 +62,7 @@ pub struct RawServer {
     pub keep_alive: Option<bool>,
     pub http2_prior_knowledge: Option<bool>,
     pub reuse_port: Option<bool>,
+    pub runtime: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
 }

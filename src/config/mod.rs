@@ -67,6 +67,18 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
 }
 
+/// How a multi-core machine is used (on one core both are one
+/// single-threaded runtime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeMode {
+    /// A single-threaded runtime per core, each accepting on its own
+    /// `SO_REUSEPORT` listener with its own upstream connections (nginx's
+    /// worker model, in one process).
+    PerCore,
+    /// One work-stealing multi-threaded runtime.
+    Threads,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
@@ -76,6 +88,7 @@ pub struct ServerConfig {
     /// Listen with `SO_REUSEPORT`, so several portero processes can share
     /// one port and the kernel spreads connections across them.
     pub reuse_port: bool,
+    pub runtime: RuntimeMode,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

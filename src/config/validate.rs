@@ -125,6 +125,18 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         keep_alive: s.keep_alive.unwrap_or(true),
         http2_prior_knowledge: s.http2_prior_knowledge.unwrap_or(true),
         reuse_port: s.reuse_port.unwrap_or(false),
+        runtime: match s.runtime.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
+            None | Some(("per-core", _)) => RuntimeMode::PerCore,
+            Some(("threads", _)) => RuntimeMode::Threads,
+            Some((other, span)) => {
+                c.err(
+                    "server.runtime",
+                    Some(span),
+                    format!("unknown runtime {other:?} (known: per-core, threads)"),
+                );
+                RuntimeMode::PerCore
+            }
+        },
         shutdown_timeout: c.duration(
             "server.shutdown_timeout",
             &s.shutdown_timeout,

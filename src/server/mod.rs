@@ -1,6 +1,8 @@
 //! Accepting connections and serving them, with graceful shutdown:
 //! stop accepting, let requests in flight and open tunnels finish up to the
-//! deadline, then close what is left.
+//! deadline, then close what is left. [`run_with_reload`] serves on the
+//! caller's runtime; [`run_per_core`] starts a single-threaded runtime per
+//! core, each serving its own `SO_REUSEPORT` listeners over the same state.
 
 mod conn;
 pub mod tls;
@@ -80,6 +82,157 @@ pub async fn run_with_reload(
     reloader: Option<Reloader>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
+    let p = prepare(&listeners, config, reloader)?;
+    serve(listeners, p, None, shutdown).await;
+    Ok(())
+}
+
+/// Serves with a single-threaded runtime per worker (`workers` threads, the
+/// calling one included), each accepting on its own `SO_REUSEPORT` copy of
+/// every listener, so a connection and the upstream connections it uses
+/// stay on one thread (nginx's worker model, in one process). Config
+/// reloads and signals are handled on the calling thread's runtime;
+/// `listening` is called once every socket is bound (with worker 0's).
+/// Blocks until `shutdown` completes and every worker has drained.
+pub fn run_per_core<S>(
+    mut config: Config,
+    reloader: Option<Reloader>,
+    workers: usize,
+    listening: impl FnOnce(&Config, &Listeners),
+    shutdown: S,
+) -> Result<(), StartupError>
+where
+    S: Future<Output = ()>,
+{
+    let workers = workers.max(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|cause| StartupError::Runtime(cause.to_string()))?;
+    runtime.block_on(async move {
+        config.server.reuse_port = true;
+        let first = Listeners::bind(&config).await?;
+        // Port 0 becomes a real port with the first bind: the other workers
+        // bind the addresses actually bound.
+        let mut again = config.clone();
+        again.server.listen = addrs(&first.plain);
+        if let Some(tls) = &mut again.tls {
+            tls.listen = addrs(&first.tls);
+        }
+        let mut others = Vec::with_capacity(workers - 1);
+        for _ in 1..workers {
+            others.push(Listeners::bind(&again).await?.into_std()?);
+        }
+        listening(&config, &first);
+        let prepared = prepare(&first, config, reloader)?;
+        let stop = CancellationToken::new();
+        let mut threads = Vec::with_capacity(workers - 1);
+        for (i, listeners) in others.into_iter().enumerate() {
+            let p = prepared.clone();
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("portero-w{}", i + 1))
+                .spawn(move || worker(i + 1, listeners, p, stop))
+                .map_err(|cause| StartupError::Runtime(cause.to_string()))?;
+            threads.push(thread);
+        }
+        serve(first, prepared, Some(0), async {
+            shutdown.await;
+            stop.cancel();
+        })
+        .await;
+        // Ordering: the others were told to stop when this worker was; each
+        // drains on its own, within the same deadline.
+        for t in threads {
+            let _ = t.join();
+        }
+        Ok(())
+    })
+}
+
+/// Worker `id`'s thread: its own runtime, serving its own listeners.
+fn worker(id: usize, listeners: StdListeners, p: Prepared, stop: CancellationToken) {
+    crate::services::proxy::pool::set_worker(id);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("worker {id}: cannot start its runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        match listeners.into_tokio() {
+            Ok(l) => serve(l, p, Some(id), stop.cancelled_owned()).await,
+            Err(e) => tracing::error!("worker {id}: {e}"),
+        }
+    });
+}
+
+fn addrs(listeners: &[TcpListener]) -> Vec<std::net::SocketAddr> {
+    listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect()
+}
+
+/// Listeners detached from the runtime that bound them, to be handed to
+/// another worker's runtime.
+struct StdListeners {
+    plain: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    fn into_std(self) -> Result<StdListeners, StartupError> {
+        let detach = |ls: Vec<TcpListener>| {
+            ls.into_iter()
+                .map(|l| l.into_std())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|cause| {
+                    StartupError::Runtime(format!("cannot hand a listener to a worker: {cause}"))
+                })
+        };
+        Ok(StdListeners {
+            plain: detach(self.plain)?,
+            tls: detach(self.tls)?,
+        })
+    }
+}
+
+impl StdListeners {
+    fn into_tokio(self) -> Result<Listeners, String> {
+        let attach = |ls: Vec<std::net::TcpListener>| {
+            ls.into_iter()
+                .map(TcpListener::from_std)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("cannot take over a listener: {e}"))
+        };
+        Ok(Listeners {
+            plain: attach(self.plain)?,
+            tls: attach(self.tls)?,
+        })
+    }
+}
+
+/// What every worker serves with: one shared state.
+#[derive(Clone)]
+struct Prepared {
+    shared: Arc<Shared>,
+    builders: Arc<conn::Builders>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    deadline: std::time::Duration,
+}
+
+/// The shared state for `config` served on `listeners`; starts the
+/// reloader (on the current runtime).
+fn prepare(
+    listeners: &Listeners,
+    config: Config,
+    reloader: Option<Reloader>,
+) -> Result<Prepared, StartupError> {
     let tls_acceptor = match (&config.tls, listeners.tls.is_empty()) {
         (Some(tls), false) => Some(tls::acceptor(tls)?),
         _ => None,
@@ -88,18 +241,14 @@ pub async fn run_with_reload(
     if let Some(tls) = &mut config.tls {
         // The addresses actually bound (tests bind port 0): the HTTP→HTTPS
         // redirect needs the real TLS port.
-        let bound: Vec<_> = listeners
-            .tls
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect();
+        let bound = addrs(&listeners.tls);
         if !bound.is_empty() {
             tls.listen = bound;
         }
     }
     let deadline = config.server.shutdown_timeout;
     let builders = Arc::new(conn::Builders::new(&config.server));
-    let (tls_acceptor, cert_store) = tls_acceptor.unzip();
+    let (tls, cert_store) = tls_acceptor.unzip();
     let shared = Shared::new(config);
     if let Some(store) = cert_store {
         shared
@@ -110,26 +259,29 @@ pub async fn run_with_reload(
     if let Some(r) = reloader {
         r.spawn(shared.clone(), shared.shutting_down.clone());
     }
-    serve(
-        listeners,
+    Ok(Prepared {
         shared,
         builders,
-        tls_acceptor,
+        tls,
         deadline,
-        shutdown,
-    )
-    .await;
-    Ok(())
+    })
 }
 
+/// Serves until `shutdown` completes, then drains gracefully. `worker` is
+/// the worker's number with a runtime per core (for the logs).
 async fn serve(
     listeners: Listeners,
-    shared: Arc<Shared>,
-    builders: Arc<conn::Builders>,
-    tls_acceptor: Option<tokio_rustls::TlsAcceptor>,
-    deadline: std::time::Duration,
+    p: Prepared,
+    worker: Option<usize>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let who = worker.map(|w| format!("worker {w}: ")).unwrap_or_default();
+    let Prepared {
+        shared,
+        builders,
+        tls: tls_acceptor,
+        deadline,
+    } = p;
     let graceful = Arc::new(GracefulShutdown::new());
     let stop = CancellationToken::new();
     let mut accepting = JoinSet::new();
@@ -156,7 +308,7 @@ async fn serve(
     let graceful =
         Arc::try_unwrap(graceful).expect("every accept loop has ended and dropped its handle");
     tracing::info!(
-        "shutting down: {} connection(s) and {} tunnel(s) open, waiting up to {:?}",
+        "{who}shutting down: {} connection(s) and {} tunnel(s) open, waiting up to {:?}",
         graceful.count(),
         shared.open_tunnels(),
         deadline
@@ -168,7 +320,7 @@ async fn serve(
     };
     if tokio::time::timeout(deadline, drain).await.is_err() {
         tracing::warn!(
-            "shutdown deadline of {:?} passed: closing {} tunnel(s) and the remaining connections",
+            "{who}shutdown deadline of {:?} passed: closing {} tunnel(s) and the remaining connections",
             deadline,
             shared.open_tunnels()
         );

@@ -1,7 +1,9 @@
 //! A lean connection pool per upstream on `hyper::client::conn::http1`:
 //! LIFO idle list, a connection goes back when its response body ends, idle
 //! connections expire, and the pool has a size cap. Connections that carry
-//! an upgrade are dedicated and never pooled.
+//! an upgrade are dedicated and never pooled. With a runtime per core, a
+//! connection is only reused by the worker whose runtime drives it: handing
+//! it to another would cost two cross-thread wake-ups per request.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -50,6 +52,21 @@ impl std::fmt::Display for ConnectError {
 struct Idle {
     sender: Sender,
     since: Instant,
+    /// The worker whose runtime runs the connection's task.
+    worker: usize,
+}
+
+thread_local! {
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks this thread as worker `id` (per-core runtimes); 0 otherwise.
+pub fn set_worker(id: usize) {
+    WORKER.set(id);
+}
+
+fn worker() -> usize {
+    WORKER.get()
 }
 
 pub struct Pool {
@@ -79,12 +96,14 @@ impl Pool {
         loop {
             let idle = {
                 let mut idle = self.idle.lock().expect("pool lock is never poisoned");
+                let me = worker();
                 // Prefer a connection whose task has already caught up with
                 // the end of its last exchange: using it costs no wake-up.
-                match idle.iter().rposition(|i| i.sender.is_ready()) {
-                    Some(at) => idle.swap_remove(at),
-                    None => idle.pop()?,
-                }
+                let at = idle
+                    .iter()
+                    .rposition(|i| i.worker == me && i.sender.is_ready())
+                    .or_else(|| idle.iter().rposition(|i| i.worker == me))?;
+                idle.swap_remove(at)
             };
             if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;
@@ -111,6 +130,7 @@ impl Pool {
         idle.push(Idle {
             sender,
             since: Instant::now(),
+            worker: worker(),
         });
     }
 
