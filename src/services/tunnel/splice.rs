@@ -8,14 +8,17 @@
 //! TLS client connections take the generic path with tokio's copy buffers.
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::either::Either;
@@ -83,7 +86,7 @@ pub async fn run(
 /// the handshake; they go first. Dropping `to` at EOF shuts down its write
 /// side: the half-close reaches the peer.
 async fn pipe(
-    from: OwnedReadHalf,
+    mut from: OwnedReadHalf,
     to: OwnedWriteHalf,
     pre: Bytes,
     activity: &Activity,
@@ -106,23 +109,34 @@ async fn pipe(
         }
         // Release the backpressure buffer: an idle tunnel keeps nothing.
         pending = Vec::new();
-        from.readable().await?;
-        // The stack buffer is not held across an await point.
-        let mut buf = [0u8; CHUNK];
-        let n = match from.try_read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
+        // Read and pass on within one poll: the buffer lives on the stack
+        // only while the task is polled, never across an await point, so
+        // an idle tunnel holds none. poll_read (unlike try_read) marks the
+        // socket drained after a short read, so waiting for the next
+        // message costs no recv that returns EAGAIN; and it takes part in
+        // Tokio's cooperative budget with the task's own waker.
+        let n = std::future::poll_fn(|cx| {
+            let mut buf = [MaybeUninit::<u8>::uninit(); CHUNK];
+            let mut filled = ReadBuf::uninit(&mut buf);
+            ready!(Pin::new(&mut from).poll_read(cx, &mut filled))?;
+            let data = filled.filled();
+            if !data.is_empty() {
+                match to.try_write(data) {
+                    Ok(m) => pending.extend_from_slice(&data[m..]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        pending.extend_from_slice(data)
+                    }
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+            Poll::Ready(Ok(data.len()))
+        })
+        .await?;
+        if n == 0 {
+            return Ok(total);
+        }
         total += n as u64;
         activity.touch();
-        match to.try_write(&buf[..n]) {
-            Ok(m) if m == n => {}
-            Ok(m) => pending.extend_from_slice(&buf[m..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => pending.extend_from_slice(&buf[..n]),
-            Err(e) => return Err(e),
-        }
     }
 }
 
@@ -186,39 +200,33 @@ struct Prefixed<T> {
 
 impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
+    ) -> Poll<io::Result<()>> {
         if !self.pre.is_empty() {
             let n = self.pre.len().min(buf.remaining());
             let chunk = self.pre.split_to(n);
             buf.put_slice(&chunk);
-            return std::task::Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(()));
         }
-        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         data: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
     }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -230,12 +238,12 @@ struct Touching<'a, T> {
 
 impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
     fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.touch();
         }
@@ -245,22 +253,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Touching<'_, T> {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         data: &[u8],
-    ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
     }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
