@@ -51,16 +51,8 @@ fn startup_once(dir: &std::path::Path) -> f64 {
         .stderr(Stdio::null())
         .spawn()
         .expect("cargo build --release first");
-    let took = loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break t.elapsed();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "portero did not start in 5 s"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    };
+    wait_listening(port);
+    let took = t.elapsed();
     let _ = child.kill();
     let _ = child.wait();
     took.as_secs_f64() * 1000.0

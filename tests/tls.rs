@@ -368,8 +368,12 @@ async fn https_upstreams_verify_against_the_configured_ca() {
     }
 }
 
-/// A config file with one certificate, for the reload tests.
-fn tls_config_file(dir: &std::path::Path, cert: &CertPaths) -> (std::path::PathBuf, String) {
+/// A config file naming one certificate, for the reload tests: its path,
+/// its text, the config loaded from it and a reloader watching it.
+fn tls_config_file(
+    dir: &std::path::Path,
+    cert: &CertPaths,
+) -> (std::path::PathBuf, String, Config, Reloader) {
     let path = dir.join("portero.toml");
     let text = format!(
         "[upstreams.backend]\nurl = \"http://127.0.0.1:9\"\n\
@@ -378,7 +382,12 @@ fn tls_config_file(dir: &std::path::Path, cert: &CertPaths) -> (std::path::PathB
         cert.cert, cert.key
     );
     std::fs::write(&path, &text).unwrap();
-    (path, text)
+    let config = Config::load_file(&path).unwrap();
+    let reloader = Reloader {
+        path: path.clone(),
+        overrides: Overrides::default(),
+    };
+    (path, text, config, reloader)
 }
 
 #[tokio::test]
@@ -386,13 +395,8 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
-    let (path, text) = tls_config_file(dir.path(), &cert);
-    let config = Config::load_file(&path).unwrap();
+    let (path, text, config, reloader) = tls_config_file(dir.path(), &cert);
     let tls_section = config.tls.clone().unwrap();
-    let reloader = Reloader {
-        path: path.clone(),
-        overrides: Overrides::default(),
-    };
     let p = start_tls_reloading(config, tls_section, Some(reloader)).await;
     let served = || async {
         let s = connect(p.tls_addr, "a.example.test", accept_any(H1))
@@ -421,15 +425,10 @@ async fn a_broken_renewal_is_refused_and_the_running_certificate_stays() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
-    let (path, _) = tls_config_file(dir.path(), &cert);
-    let config = Config::load_file(&path).unwrap();
+    let (_, _, config, reloader) = tls_config_file(dir.path(), &cert);
     let (_, store) = tls::acceptor(config.tls.as_ref().unwrap()).unwrap();
     let shared = portero::state::Shared::new(config);
     shared.tls_certs.set(store.clone()).unwrap();
-    let reloader = Reloader {
-        path,
-        overrides: Overrides::default(),
-    };
     let running = store.pick(None);
 
     // Half written: the certificate file ends mid-way.

@@ -554,10 +554,6 @@ scenario_static() {
                 fi
                 [[ -z $READY_NOTE ]] || note "⚠ $READY_NOTE"
                 ;;
-            portero-base)
-                [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
-                start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
-                ;;
         esac
         started+=("$PEER_PID")
         port_of[$peer]=$PEER_PORT

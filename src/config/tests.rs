@@ -198,6 +198,8 @@ fn meaning_is_checked() {
     let errs = errors(
         r#"
 profile = "prod"
+[server]
+runtime = "green-threads"
 [upstreams.backend]
 url = "127.0.0.1:8000"
 [upstreams.other]
@@ -222,6 +224,7 @@ header = "X Tenant"
     );
     let want = [
         "profile: unknown profile",
+        "server.runtime: unknown runtime \"green-threads\" (known: per-core, threads)",
         "upstreams.backend.url: \"127.0.0.1:8000\" has no scheme",
         "upstreams.other: missing `url`",
         "routes[0]: several targets",
