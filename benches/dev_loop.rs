@@ -192,8 +192,8 @@ async fn main() {
         &cfg,
     )
     .unwrap();
-    let shared = portero::state::Shared::new(portero::Config::embedded());
-    let reloader = portero::config::reload::Reloader {
+    let shared = portero::internals::Shared::new(portero::Config::embedded(), 1);
+    let reloader = portero::Reloader {
         path: cfg,
         overrides: Default::default(),
     };
@@ -201,8 +201,8 @@ async fn main() {
     for _ in 0..rounds {
         let t = Instant::now();
         match reloader.reload(&shared) {
-            portero::config::reload::Outcome::Applied { .. } => {}
-            portero::config::reload::Outcome::Kept(why) => panic!("{why}"),
+            portero::Outcome::Applied { .. } => {}
+            portero::Outcome::Kept(why) => panic!("{why}"),
         }
         config_reload.push(t.elapsed().as_secs_f64() * 1000.0);
     }

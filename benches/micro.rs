@@ -9,9 +9,9 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portero::config::{Config, Source};
-use portero::http::{forward, rewrite};
-use portero::routing::host::RequestHost;
-use portero::routing::{path, table::RouteTable, tenant};
+use portero::host::RequestHost;
+use portero::internals::{forward, rewrite};
+use portero::internals::{path, table::RouteTable, tenant};
 
 fn config() -> Config {
     Config::from_str(
@@ -23,12 +23,12 @@ fn config() -> Config {
 
 fn routing(c: &mut Criterion) {
     let cfg = config();
-    let table = RouteTable::new(&cfg.routes);
+    let table = RouteTable::of(&cfg.routes);
     c.bench_function("route match /api/v1/users/42", |b| {
         b.iter(|| {
             table
                 .find(black_box("/api/v1/users/42"))
-                .map(|r| r.prefix.as_str().len())
+                .map(|(r, _)| r.prefix.as_str().len())
         })
     });
     c.bench_function("route match / (spa fallback)", |b| {

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use crate::dispatch::Conn;
 use crate::error::Error;
 use crate::http::body::{Body, BoxError};
 
@@ -29,13 +28,13 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new<B>(req: &Request<B>, conn: &Conn, start: Instant) -> Entry {
+    pub fn new<B>(req: &Request<B>, peer: std::net::SocketAddr, start: Instant) -> Entry {
         Entry {
             start,
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: req.headers().get(http::header::HOST).cloned(),
-            peer: conn.peer,
+            peer,
             tenant: None,
             route: RouteLabel::Fixed("-"),
             status: StatusCode::OK,

@@ -14,7 +14,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::routing::host::HostName;
+use crate::host::HostName;
 
 pub const CA_CERT: &str = "dev-ca.pem";
 pub const CA_KEY: &str = "dev-ca-key.pem";

@@ -6,8 +6,53 @@
 //! catch-all arm, so a new variant cannot ship without a decision.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use http::StatusCode;
+
+use crate::config::Upstream;
+
+/// Any error kept as the cause of another.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Which upstream an error is about: its name and URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamId {
+    pub name: String,
+    pub url: String,
+}
+
+impl UpstreamId {
+    pub fn of(up: &Upstream) -> UpstreamId {
+        UpstreamId {
+            name: up.name.clone(),
+            url: up.url.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for UpstreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.url)
+    }
+}
+
+/// An error and its sources, `: `-separated, for messages that must say
+/// everything on one line.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        // Some errors repeat their source in their own message.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
 
 /// Who caused a failed request. Logged with every error and used to pick the
 /// log level: client faults are routine, upstream faults are the backend's
@@ -62,33 +107,63 @@ pub enum Error {
     #[error("request body is larger than the limit of {limit} bytes for route {route}")]
     PayloadTooLarge { route: String, limit: u64 },
 
-    #[error("upstream {upstream} ({url}): {cause}")]
+    // The cause's whole chain is in the message: it is what the error page
+    // and the log line explain. It stays the source too, for callers that
+    // look for a particular cause.
+    #[error("upstream {upstream}: {}", chain(&**.cause))]
     UpstreamUnavailable {
-        upstream: String,
-        url: String,
-        cause: String,
+        upstream: UpstreamId,
+        #[source]
+        cause: BoxError,
     },
 
-    #[error("upstream {upstream} ({url}): {what} timed out after {after:?}")]
+    #[error("upstream {upstream}: {what} timed out after {after:?}")]
     UpstreamTimeout {
-        upstream: String,
-        url: String,
+        upstream: UpstreamId,
         what: &'static str,
-        after: std::time::Duration,
+        after: Duration,
     },
 
-    #[error("upstream {upstream} ({url}) broke the protocol: {detail}")]
+    #[error("upstream {upstream} broke the protocol: {detail}")]
     UpstreamProtocol {
-        upstream: String,
-        url: String,
+        upstream: UpstreamId,
         detail: String,
     },
 
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error: {what}: {}", chain(&**.cause))]
+    Internal {
+        what: &'static str,
+        #[source]
+        cause: BoxError,
+    },
 }
 
 impl Error {
+    /// The upstream refused, reset or broke the connection.
+    pub fn upstream_unavailable(up: &Upstream, cause: impl Into<BoxError>) -> Error {
+        Error::UpstreamUnavailable {
+            upstream: UpstreamId::of(up),
+            cause: cause.into(),
+        }
+    }
+
+    /// The upstream did not answer `what` in time.
+    pub fn upstream_timeout(up: &Upstream, what: &'static str, after: Duration) -> Error {
+        Error::UpstreamTimeout {
+            upstream: UpstreamId::of(up),
+            what,
+            after,
+        }
+    }
+
+    /// The upstream answered something a correct server would not.
+    pub fn upstream_protocol(up: &Upstream, detail: String) -> Error {
+        Error::UpstreamProtocol {
+            upstream: UpstreamId::of(up),
+            detail,
+        }
+    }
+
     /// The one mapping from error to status. Exhaustive on purpose.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -103,7 +178,7 @@ impl Error {
                 StatusCode::BAD_GATEWAY
             }
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -121,7 +196,7 @@ impl Error {
             Error::UpstreamUnavailable { .. }
             | Error::UpstreamTimeout { .. }
             | Error::UpstreamProtocol { .. } => Fault::Upstream,
-            Error::Internal(_) => Fault::Gateway,
+            Error::Internal { .. } => Fault::Gateway,
         }
     }
 }
@@ -131,13 +206,20 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn up() -> (String, String) {
-        ("backend".into(), "http://127.0.0.1:8000".into())
+    fn up() -> UpstreamId {
+        UpstreamId {
+            name: "backend".into(),
+            url: "http://127.0.0.1:8000".into(),
+        }
+    }
+
+    fn refused() -> BoxError {
+        std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()
     }
 
     #[test]
     fn every_variant_has_its_status_and_fault() {
-        let (upstream, url) = up();
+        let upstream = up();
         let cases: Vec<(Error, u16, Fault)> = vec![
             (Error::BadRequest("missing Host"), 400, Fault::Client),
             (
@@ -184,8 +266,7 @@ mod tests {
             (
                 Error::UpstreamUnavailable {
                     upstream: upstream.clone(),
-                    url: url.clone(),
-                    cause: "connection refused".into(),
+                    cause: refused(),
                 },
                 502,
                 Fault::Upstream,
@@ -193,7 +274,6 @@ mod tests {
             (
                 Error::UpstreamTimeout {
                     upstream: upstream.clone(),
-                    url: url.clone(),
                     what: "connect",
                     after: Duration::from_secs(1),
                 },
@@ -203,13 +283,19 @@ mod tests {
             (
                 Error::UpstreamProtocol {
                     upstream,
-                    url,
                     detail: "bad 101".into(),
                 },
                 502,
                 Fault::Upstream,
             ),
-            (Error::Internal("oops".into()), 500, Fault::Gateway),
+            (
+                Error::Internal {
+                    what: "static file lookup",
+                    cause: "oops".into(),
+                },
+                500,
+                Fault::Gateway,
+            ),
         ];
         for (err, status, fault) in cases {
             assert_eq!(err.status().as_u16(), status, "{err}");
@@ -218,17 +304,20 @@ mod tests {
     }
 
     #[test]
-    fn upstream_errors_name_the_upstream_and_cause() {
-        let (upstream, url) = up();
+    fn upstream_errors_name_the_upstream_and_keep_the_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot connect")]
+        struct Outer(#[source] std::io::Error);
         let e = Error::UpstreamUnavailable {
-            upstream,
-            url,
-            cause: "connection refused".into(),
+            upstream: up(),
+            cause: Box::new(Outer(std::io::Error::other("connection reset"))),
         };
         assert_eq!(
             e.to_string(),
-            "upstream backend (http://127.0.0.1:8000): connection refused"
+            "upstream backend (http://127.0.0.1:8000): cannot connect: connection reset"
         );
+        let source = std::error::Error::source(&e).expect("the cause is the source");
+        assert!(source.is::<Outer>());
     }
 }
 

@@ -1,39 +1,61 @@
 //! portero: a tenant-aware reverse proxy and dev gateway.
 //!
-//! A request flows through the modules in this order:
+//! A request flows through the modules in this order (see ARCHITECTURE.md):
 //!
 //! ```text
-//! server (listeners, one runtime per core or one shared; TLS with the
-//!         certificate picked by SNI; hyper connection)
-//!   → dispatch (the one place: host → tenant → route → service)
-//!       routing::host    normalised Host newtype
-//!       routing::tenant  tenant + the host the backend sees, allow-list
-//!       routing::path    path normalisation
-//!       routing::table   exact and longest-prefix route match
-//!   → services::{static_files, proxy, tunnel, livereload, admin, welcome}
-//!   → access_log (one line per request, written when the body ends)
+//! server      listeners, one runtime per core or one shared, TLS handshake
+//!   connection  hyper HTTP/1 or HTTP/2 for one accepted socket (→ conn::Conn)
+//!   → dispatch    the one place: host → tenant → route → service
+//!       host            normalised Host newtypes
+//!       routing::tenant tenant + the host the backend sees, allow-list
+//!       routing::path   path normalisation
+//!       snapshot        the running config, routes resolved to their targets
+//!   → services::{static_files, proxy → upstream, tunnel, livereload, admin, welcome}
+//!   → access_log  one line per request, written when the body ends
 //! ```
 //!
-//! On the side: `config` (TOML → raw structs → validated `Config`), `state`
-//! (the runtime snapshot swapped atomically), `error` (the error type and
-//! its one mapping to HTTP status), `http` (body type, header rules, error
-//! pages, TLS rules: SNI agreement, HTTPS redirect, HSTS), `upstream_tls`
-//! (rustls client config for `https://` upstreams), `cert` (the development
-//! CA and certificate behind `portero cert`), `watch` (debounced folder
-//! watching: static cache invalidation and live-reload messages).
+//! Layers, from the bottom; a module imports only from layers below it (or
+//! its own), which `tests/layers.rs` checks:
+//!
+//! 0. `host`, `conn`: value types with no dependencies
+//! 1. `config`: TOML → raw structs → validated [`Config`]
+//! 2. `error`: the request error type and its one mapping to HTTP status
+//! 3. `routing`, `http`, `tls`, `watch`, `cert`, `access_log`: rules and
+//!    plumbing, each knowing nothing of the services
+//! 4. `services`: what a route leads to; each takes a narrow context
+//! 5. `snapshot`: the running snapshot (resolved routes, pools, folders)
+//!    and the state shared by connections
+//! 6. `dispatch`
+//! 7. `server`: listeners, connections, config reload, start-up
 
-pub mod access_log;
+mod access_log;
 pub mod cert;
 pub mod config;
-pub mod dispatch;
-pub mod error;
-pub mod http;
-pub mod routing;
-pub mod server;
-pub mod services;
-pub mod state;
-pub mod upstream_tls;
-pub mod watch;
+mod conn;
+mod dispatch;
+mod error;
+pub mod host;
+mod http;
+mod routing;
+mod server;
+mod services;
+mod snapshot;
+mod tls;
+mod watch;
 
 pub use config::Config;
-pub use server::{Listeners, run, run_per_core, run_with_reload};
+pub use error::StartupError;
+pub use server::{Listeners, Outcome, Reloader, launch, run, run_per_core, run_with_reload};
+pub use tls::check as check_files;
+
+/// What the benches and integration tests reach below the public API. Not
+/// part of it: it changes whenever the inside does.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::http::{forward, rewrite};
+    pub use crate::routing::{path, table, tenant};
+    pub use crate::snapshot::Shared;
+    pub mod tls {
+        pub use crate::tls::{CertStore, NoVerification, acceptor, client_config};
+    }
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use portero::config::{Config, ConfigErrors, LoadError, Overrides, RuntimeMode, Source};
+use portero::config::{Config, ConfigErrors, LoadError, Overrides, Source};
 
 #[derive(Parser)]
 #[command(
@@ -128,17 +128,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
         Ok(c) => {
             // Certificates are files the config names: load them too, so a
             // config that passes check also starts.
-            let mut problems: Vec<String> = Vec::new();
-            if let Some(tls) = &c.tls {
-                if let Err(e) = portero::server::tls::acceptor(tls) {
-                    problems.push(format!("{}: tls: {e}", c.source));
-                }
-            }
-            for up in c.upstreams.values().filter(|u| u.url.is_https()) {
-                if let Err(e) = portero::upstream_tls::client_config(up) {
-                    problems.push(format!("{}: upstreams.{}: {e}", c.source, up.name));
-                }
-            }
+            let problems = portero::check_files(&c);
             if !problems.is_empty() {
                 for p in &problems {
                     eprintln!("{p}");
@@ -172,14 +162,14 @@ fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
     let config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
     let base_domain = match args.base_domain.as_deref().or(run.base_domain.as_deref()) {
         Some(d) => Some(
-            portero::routing::host::HostName::parse(d)
+            portero::host::HostName::parse(d)
                 .map_err(|m| anyhow::anyhow!("--base-domain {d:?}: {m}"))?,
         ),
         None => config.tenants.base_domain.clone(),
     };
     for n in &args.names {
         let valid = n.parse::<std::net::IpAddr>().is_ok()
-            || portero::routing::host::HostName::parse(n.strip_prefix("*.").unwrap_or(n)).is_ok();
+            || portero::host::HostName::parse(n.strip_prefix("*.").unwrap_or(n)).is_ok();
         if !valid {
             anyhow::bail!("--name {n:?} is not a host name or IP address");
         }
@@ -247,112 +237,13 @@ fn init_logging(level: &str) {
 }
 
 fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(cores);
     let reloader = match &config.source {
-        portero::config::Source::File(path) => Some(portero::config::reload::Reloader {
+        Source::File(path) => Some(portero::Reloader {
             path: path.clone(),
-            overrides: overrides.clone(),
+            overrides,
         }),
-        portero::config::Source::Embedded => None,
+        Source::Embedded => None,
     };
-    if workers > 1 && config.server.runtime == RuntimeMode::PerCore {
-        // No runtime exists yet: the library builds one per worker.
-        portero::server::run_per_core(config, reloader, workers, banner, shutdown_signal())?;
-        tracing::info!("stopped");
-        return Ok(());
-    }
-    // On one core (a container limit, or `taskset`), a single-threaded
-    // runtime does the same work without cross-thread wake-ups.
-    let mut builder = if workers <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = builder
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
-        let listeners = portero::Listeners::bind(&config).await?;
-        banner(&config, &listeners);
-        portero::run_with_reload(listeners, config, reloader, shutdown_signal()).await?;
-        tracing::info!("stopped");
-        Ok(())
-    })
-}
-
-/// The startup banner goes to stderr whatever the log level: it is how
-/// users (and scripts waiting for readiness) learn the address.
-fn banner(config: &Config, listeners: &portero::Listeners) {
-    eprintln!(
-        "portero {} (config: {})",
-        env!("CARGO_PKG_VERSION"),
-        config.source
-    );
-    let plain = listeners.plain.iter().map(|l| ("http", l));
-    let tls = listeners.tls.iter().map(|l| ("https", l));
-    for (scheme, l) in plain.chain(tls) {
-        let Ok(a) = l.local_addr() else { continue };
-        eprintln!("  listening on {scheme}://{a}");
-        for (what, url) in portero::routing::tenant::urls(&config.tenants, scheme, a) {
-            eprintln!("    {what:<16} {url}");
-        }
-    }
-    if config.tenants.base_domain.is_none() && !config.tenants.overrides.is_empty() {
-        tracing::warn!(
-            "[tenants.overrides] has no effect without tenants.base_domain (or --base-domain)"
-        );
-    }
-    for r in &config.routes {
-        let target = match &r.target {
-            portero::config::RouteTarget::Upstream(u) => match config.upstreams.get(u) {
-                Some(up) => format!("{u} ({})", up.url),
-                None => u.clone(),
-            },
-            portero::config::RouteTarget::Spa => match &config.spa.source {
-                portero::config::SpaSource::Dir(d) if d.is_dir() => format!("spa {}", d.display()),
-                portero::config::SpaSource::Dir(d) => {
-                    format!("welcome page ({} does not exist)", d.display())
-                }
-                portero::config::SpaSource::DevServer(u) => match config.upstreams.get(u) {
-                    Some(up) => format!("dev server {}", up.url),
-                    None => u.clone(),
-                },
-            },
-            portero::config::RouteTarget::Static(d) => format!("static {}", d.display()),
-        };
-        eprintln!("  route {:<10} -> {target}", r.label());
-    }
-}
-
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
-    }
+    portero::launch(config, reloader)?;
+    Ok(())
 }

@@ -1,6 +1,7 @@
-//! Watches a folder for changes and reports them in debounced batches,
-//! surviving editors' save-and-rename and build tools that delete and
-//! recreate the folder.
+//! Watching the filesystem: a folder's changes in debounced batches
+//! (surviving editors' save-and-rename and build tools that delete and
+//! recreate the folder), a single file, a folder that does not exist yet;
+//! and the one debouncer all of them, and the config reloader, use.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -30,7 +31,7 @@ pub struct Watch {
 /// The parent folder is watched too, without recursion: when `root` is
 /// deleted its watch dies with it, and the parent's event for the new
 /// `root` is what re-arms the watch.
-pub fn spawn<F>(root: &Path, on_change: F) -> Result<Watch, notify::Error>
+pub fn folder<F>(root: &Path, on_change: F) -> Result<Watch, notify::Error>
 where
     F: Fn(Vec<String>) + Send + 'static,
 {
@@ -66,6 +67,34 @@ where
     })
 }
 
+/// The next batch from `rx`: it starts with the next item and ends when
+/// `quiet` passes with nothing new, or `max` after it started even if items
+/// keep coming. `None` once the channel is closed or `stop` is cancelled.
+pub async fn batch<T>(
+    rx: &mut mpsc::UnboundedReceiver<T>,
+    quiet: Duration,
+    max: Duration,
+    stop: &CancellationToken,
+) -> Option<Vec<T>> {
+    let first = tokio::select! {
+        _ = stop.cancelled() => return None,
+        item = rx.recv() => item?,
+    };
+    let mut batch = vec![first];
+    let deadline = Instant::now() + max;
+    loop {
+        let quiet_until = (Instant::now() + quiet).min(deadline);
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            item = tokio::time::timeout_at(quiet_until, rx.recv()) => match item {
+                Ok(Some(item)) => batch.push(item),
+                Ok(None) => return None,
+                Err(_) => return Some(batch),
+            },
+        }
+    }
+}
+
 async fn run<F>(
     mut watcher: RecommendedWatcher,
     root: PathBuf,
@@ -75,34 +104,66 @@ async fn run<F>(
 ) where
     F: Fn(Vec<String>),
 {
-    loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return,
-            e = rx.recv() => match e {
-                Some(e) => e,
-                None => return,
-            },
-        };
-        let mut batch = Vec::new();
-        take(first, &root, &mut watcher, &mut batch);
-        let deadline = Instant::now() + MAX_BATCH;
-        loop {
-            let quiet_until = (Instant::now() + QUIET).min(deadline);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                e = tokio::time::timeout_at(quiet_until, rx.recv()) => match e {
-                    Ok(Some(e)) => take(e, &root, &mut watcher, &mut batch),
-                    Ok(None) => return,
-                    Err(_) => break,
-                },
-            }
+    while let Some(events) = batch(&mut rx, QUIET, MAX_BATCH, &stop).await {
+        let mut paths = Vec::new();
+        for event in events {
+            take(event, &root, &mut watcher, &mut paths);
         }
-        if !batch.is_empty() {
-            batch.sort();
-            batch.dedup();
-            on_change(batch);
+        if !paths.is_empty() {
+            paths.sort();
+            paths.dedup();
+            on_change(paths);
         }
     }
+}
+
+/// Watches the file at `path` (which may not exist yet) and sends `()` on
+/// `tx` for every change to it. The folder is watched, not the file:
+/// editors replace files by rename, which a watch on the file would lose.
+pub fn file(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<RecommendedWatcher> {
+    let path = std::path::absolute(path).map_err(notify::Error::io)?;
+    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        let Ok(event) = event else { return };
+        if !changes_content(&event.kind) {
+            return;
+        }
+        if event
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    Ok(watcher)
+}
+
+/// Calls `on_appear` (after the burst settles) each time something is
+/// created at `path`, by watching its parent folder without recursion.
+/// Must be called inside a Tokio runtime.
+pub fn appear<F>(path: &Path, on_appear: F) -> Result<Watch, notify::Error>
+where
+    F: Fn() + Send + 'static,
+{
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|e| notify::Error::generic(&format!("no Tokio runtime: {e}")))?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let watcher = file(path, tx)?;
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    handle.spawn(async move {
+        // Kept alive for as long as this task runs.
+        let _watcher = watcher;
+        while batch(&mut rx, QUIET, MAX_BATCH, &token).await.is_some() {
+            on_appear();
+        }
+    });
+    Ok(Watch {
+        _stop: stop.drop_guard(),
+    })
 }
 
 /// Adds the paths an event touched to `batch`, re-arming the watch when

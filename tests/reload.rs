@@ -5,8 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use portero::config::reload::{Outcome, Reloader};
 use portero::config::{Config, Overrides};
+use portero::{Outcome, Reloader};
 use support::backends::Echo;
 use support::{get, start, start_reloading};
 
@@ -85,9 +85,22 @@ async fn an_spa_folder_built_after_startup_is_served() {
     );
     std::fs::create_dir(&dist).unwrap();
     std::fs::write(dist.join("index.html"), "<html><body>built</body></html>").unwrap();
-    let r = get(&p.url("/"), &[("accept", "text/html")]).await;
-    assert_eq!(r.status, 200);
-    assert!(r.text().contains("built"), "{}", r.text());
+    // The folder's appearance is noticed by a watcher, not by requests:
+    // poll until it is served.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = get(&p.url("/"), &[("accept", "text/html")]).await;
+        if r.status == 200 && r.text().contains("built") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new folder is not served after 10 s: {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 trait Report {
@@ -97,7 +110,7 @@ trait Report {
 impl Report for Reloader {
     /// Runs a reload against a throwaway state and returns why it was kept.
     fn reload_report(&self) -> String {
-        let shared = portero::state::Shared::new(Config::embedded());
+        let shared = portero::internals::Shared::new(Config::embedded(), 1);
         match self.reload(&shared) {
             Outcome::Kept(why) => why,
             Outcome::Applied { .. } => panic!("a broken config was applied"),

@@ -169,7 +169,7 @@ fn a_runtime_per_core_serves_and_shuts_down() {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
-        portero::server::run_per_core(
+        portero::run_per_core(
             c,
             None,
             2,

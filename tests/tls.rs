@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use portero::config::reload::{Outcome, Reloader};
 use portero::config::{CertPaths, Config, Overrides};
-use portero::server::tls;
+use portero::internals::tls;
+use portero::{Outcome, Reloader};
 use support::tls::{
     TestCa, accept_any, connect, get, peer_names, start_tls, start_tls_reloading, tls_config,
     trusting,
@@ -253,7 +253,7 @@ async fn portero_run_reports_tls_errors_instead_of_serving() {
 async fn portero_cert_writes_files_that_load_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let req = portero::cert::Request {
-        base_domain: Some(portero::routing::host::HostName::parse("example.test").unwrap()),
+        base_domain: Some(portero::host::HostName::parse("example.test").unwrap()),
         tenants: vec!["acme".into()],
         names: vec![],
     };
@@ -427,7 +427,7 @@ async fn a_broken_renewal_is_refused_and_the_running_certificate_stays() {
     let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
     let (_, _, config, reloader) = tls_config_file(dir.path(), &cert);
     let (_, store) = tls::acceptor(config.tls.as_ref().unwrap()).unwrap();
-    let shared = portero::state::Shared::new(config);
+    let shared = portero::internals::Shared::new(config, 1);
     shared.tls_certs.set(store.clone()).unwrap();
     let running = store.pick(None);
 

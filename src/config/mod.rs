@@ -11,7 +11,6 @@
 //! the same validators, after the file.
 
 mod file;
-pub mod reload;
 mod types;
 mod validate;
 
@@ -26,7 +25,7 @@ use std::time::Duration;
 pub use types::{RoutePrefix, UpstreamUrl, parse_duration, parse_size};
 pub use validate::Overrides;
 
-use crate::routing::host::HostName;
+use crate::host::HostName;
 
 /// The default configuration, compiled in from `config/portero.toml` so the
 /// file and the embedded default can never differ.

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::error::BoxError;
 
 /// A streaming response body. Unsync because hyper's own bodies are only
 /// polled from one task at a time; Send so HTTP/2 can move it between tasks.

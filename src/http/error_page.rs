@@ -1,36 +1,12 @@
 //! Error responses: short, plain, and naming the cause. HTML for browsers,
 //! JSON for API clients that ask for it, plain text otherwise.
 
+use http::Response;
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Response};
 
 use super::body::{Body, full};
-use super::json;
+use super::headers::Accepts;
 use crate::error::Error;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    Html,
-    Json,
-    Text,
-}
-
-impl Flavor {
-    /// Chooses by the request's `Accept`: browsers list text/html first.
-    pub fn from_request(headers: &HeaderMap) -> Flavor {
-        let accept = headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if accept.contains("text/html") {
-            Flavor::Html
-        } else if accept.contains("application/json") {
-            Flavor::Json
-        } else {
-            Flavor::Text
-        }
-    }
-}
 
 /// What the page says besides the error itself.
 fn hint(err: &Error) -> Option<String> {
@@ -47,13 +23,30 @@ fn hint(err: &Error) -> Option<String> {
     }
 }
 
-pub fn render(err: &Error, flavor: Flavor) -> Response<Body> {
+#[derive(serde::Serialize)]
+struct JsonError<'a> {
+    status: u16,
+    error: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'a str>,
+}
+
+fn json_body(e: &JsonError<'_>) -> String {
+    let mut out = serde_json::to_string(e).expect("plain strings and numbers serialize");
+    out.push('\n');
+    out
+}
+
+/// The error page for `err`, in the form `accepts` asks for: HTML for
+/// browsers, JSON for API clients that ask for it, plain text otherwise.
+pub fn render(err: &Error, accepts: Accepts) -> Response<Body> {
     let status = err.status();
     let reason = status.canonical_reason().unwrap_or("Error");
     let message = err.to_string();
     let hint = hint(err);
-    let (ctype, body) = match flavor {
-        Flavor::Html => {
+    let (ctype, body) = match accepts {
+        Accepts::Html => {
             // A 502 page reloads itself so the tab comes back when the
             // backend does.
             let refresh = if matches!(err, Error::UpstreamUnavailable { .. }) {
@@ -76,18 +69,16 @@ pub fn render(err: &Error, flavor: Flavor) -> Response<Body> {
                 ),
             )
         }
-        Flavor::Json => (
+        Accepts::Json => (
             "application/json",
-            format!(
-                "{{\"status\":{},\"error\":{},\"message\":{}{}}}\n",
-                status.as_u16(),
-                json::string(reason),
-                json::string(&message),
-                hint.map(|h| format!(",\"hint\":{}", json::string(&h)))
-                    .unwrap_or_default()
-            ),
+            json_body(&JsonError {
+                status: status.as_u16(),
+                error: reason,
+                message: &message,
+                hint: hint.as_deref(),
+            }),
         ),
-        Flavor::Text => (
+        Accepts::Any | Accepts::Other => (
             "text/plain; charset=utf-8",
             match hint {
                 Some(h) => format!("{} {reason}: {message}\n{h}\n", status.as_u16()),
@@ -126,18 +117,20 @@ mod tests {
     #[tokio::test]
     async fn flavors() {
         let err = Error::UpstreamUnavailable {
-            upstream: "backend".into(),
-            url: "http://127.0.0.1:8000".into(),
+            upstream: crate::error::UpstreamId {
+                name: "backend".into(),
+                url: "http://127.0.0.1:8000".into(),
+            },
             cause: "connection refused".into(),
         };
-        let html = render(&err, Flavor::Html);
+        let html = render(&err, Accepts::Html);
         assert_eq!(html.status(), 502);
         let body = text(html).await;
         assert!(body.contains("upstream backend (http://127.0.0.1:8000): connection refused"));
         assert!(body.contains("http-equiv=\"refresh\""));
-        let json = text(render(&err, Flavor::Json)).await;
+        let json = text(render(&err, Accepts::Json)).await;
         assert!(json.starts_with("{\"status\":502,"), "{json}");
-        let plain = text(render(&err, Flavor::Text)).await;
+        let plain = text(render(&err, Accepts::Other)).await;
         assert!(
             plain.starts_with("502 Bad Gateway: upstream backend"),
             "{plain}"
@@ -149,7 +142,7 @@ mod tests {
         let err = Error::NotFound {
             path: "/<script>".into(),
         };
-        let body = text(render(&err, Flavor::Html)).await;
+        let body = text(render(&err, Accepts::Html)).await;
         assert!(body.contains("/&lt;script&gt;"));
         assert!(!body.contains("/<script>"));
     }

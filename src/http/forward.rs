@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
-use super::headers::strip_hop_by_hop;
-use crate::routing::host::RequestHost;
+use super::headers::{has_token, strip_hop_by_hop};
+use crate::host::RequestHost;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -44,12 +44,7 @@ pub struct Forward<'a> {
 /// Rewrites `headers` in place for forwarding. `upgrade` keeps a protocol
 /// upgrade (`Upgrade` value) that would otherwise be stripped as hop-by-hop.
 pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderValue>) {
-    let wants_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
+    let wants_trailers = has_token(headers, header::TE, "trailers");
     // X-Forwarded-Host is the Host the client sent, byte for byte (it was
     // validated by dispatch); HTTP/2 requests carry it in :authority instead.
     let client_host = headers.get(header::HOST).cloned();

@@ -44,14 +44,59 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// True when `Connection` lists the token (case-insensitive), e.g. `upgrade`.
-pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+/// The comma-separated tokens of every `name` header, trimmed (RFC 9110
+/// §5.6.1 lists); values that are not text name nothing.
+pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
-        .get_all(header::CONNECTION)
-        .iter()
+        .get_all(name)
+        .into_iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .map(str::trim)
+}
+
+/// True when a `name` list holds `token` (case-insensitive).
+pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+    tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
+}
+
+/// True when `Connection` lists the token, e.g. `upgrade`.
+pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+    has_token(headers, header::CONNECTION, token)
+}
+
+/// What the client's `Accept` says it takes, as far as portero's own
+/// answers care. The one reading of `Accept` every service uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepts {
+    /// Names `text/html`: a browser navigation.
+    Html,
+    /// Names `application/json` (and not HTML): an API client.
+    Json,
+    /// Anything, by `*/*` only (fetch() and curl by default).
+    Any,
+    /// Something else, or no `Accept` at all.
+    Other,
+}
+
+impl Accepts {
+    pub fn of(headers: &HeaderMap) -> Accepts {
+        let (mut json, mut any) = (false, false);
+        for t in tokens(headers, header::ACCEPT) {
+            // The media range, without parameters such as `;q=0.8`.
+            let range = t.split(';').next().unwrap_or("").trim();
+            if range.eq_ignore_ascii_case("text/html") {
+                return Accepts::Html;
+            }
+            json |= range.eq_ignore_ascii_case("application/json");
+            any |= range == "*/*";
+        }
+        match (json, any) {
+            (true, _) => Accepts::Json,
+            (false, true) => Accepts::Any,
+            (false, false) => Accepts::Other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ fn rewrite_url(url: &str, rw: &Rewrite<'_>) -> Option<String> {
     }
     let end = after.find(['/', '?', '#']).unwrap_or(after.len());
     let (authority, rest) = after.split_at(end);
-    let host = crate::routing::host::RequestHost::parse(authority).ok()?;
+    let host = crate::host::RequestHost::parse(authority).ok()?;
     let ours = host.name.as_str() == rw.forwarded_host
         || authority.eq_ignore_ascii_case(rw.upstream_authority);
     ours.then(|| format!("{}{rest}", rw.client_origin))

@@ -7,8 +7,8 @@ use http::{Response, StatusCode, Uri};
 
 use crate::config::TlsConfig;
 use crate::error::Error;
+use crate::host::{HostName, RequestHost};
 use crate::http::body::{self, Body};
-use crate::routing::host::{HostName, RequestHost};
 
 /// A request on a TLS connection must be for the name the connection was
 /// opened for (RFC 9110 §7.4: a server must not answer for an authority the
@@ -49,7 +49,7 @@ pub fn https_redirect(
 ) -> Option<Response<Body>> {
     let tls = tls.filter(|t| t.redirect_http && !tls_conn)?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    if path.starts_with(crate::services::admin::PREFIX) {
+    if super::reserved::is_reserved(path) {
         return None;
     }
     let port = match tls.listen.first().map(|a| a.port()) {

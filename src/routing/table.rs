@@ -5,23 +5,31 @@ use std::sync::Arc;
 
 use crate::config::Route;
 
-#[derive(Debug, Clone, Default)]
-pub struct RouteTable {
+/// Routes with what each leads to (`T`: a resolved target in the running
+/// snapshot, `()` where only the match matters).
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
     /// Exact routes, then prefix routes from longest to shortest prefix, so
     /// the first match is the right one.
-    routes: Vec<Arc<Route>>,
+    routes: Vec<(Arc<Route>, T)>,
 }
 
-impl RouteTable {
-    pub fn new(routes: &[Route]) -> Self {
-        let mut routes: Vec<Arc<Route>> = routes.iter().cloned().map(Arc::new).collect();
-        routes.sort_by_key(|r| (!r.exact, std::cmp::Reverse(r.prefix.as_str().len())));
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        Self { routes: Vec::new() }
+    }
+}
+
+impl<T> RouteTable<T> {
+    pub fn new(routes: impl IntoIterator<Item = (Arc<Route>, T)>) -> Self {
+        let mut routes: Vec<_> = routes.into_iter().collect();
+        routes.sort_by_key(|(r, _)| (!r.exact, std::cmp::Reverse(r.prefix.as_str().len())));
         Self { routes }
     }
 
     /// The route for an already-normalised path.
-    pub fn find(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| {
+    pub fn find(&self, path: &str) -> Option<&(Arc<Route>, T)> {
+        self.routes.iter().find(|(r, _)| {
             if r.exact {
                 path == r.prefix.as_str()
             } else {
@@ -30,8 +38,15 @@ impl RouteTable {
         })
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+    pub fn iter(&self) -> impl Iterator<Item = &(Arc<Route>, T)> {
         self.routes.iter()
+    }
+}
+
+impl RouteTable<()> {
+    /// The table of bare routes, for matching only.
+    pub fn of(routes: &[Route]) -> Self {
+        Self::new(routes.iter().map(|r| (Arc::new(r.clone()), ())))
     }
 }
 
@@ -40,9 +55,9 @@ mod tests {
     use super::*;
     use crate::config::{Config, Source};
 
-    fn table(toml: &str) -> RouteTable {
+    fn table(toml: &str) -> RouteTable<()> {
         let c = Config::from_str(toml, Source::Embedded).unwrap();
-        RouteTable::new(&c.routes)
+        RouteTable::of(&c.routes)
     }
 
     #[test]
@@ -71,7 +86,7 @@ exact = true
 upstream = "dev"
 "#,
         );
-        let label = |p: &str| t.find(p).map(|r| r.label());
+        let label = |p: &str| t.find(p).map(|(r, _)| r.label());
         assert_eq!(label("/api").as_deref(), Some("/api"));
         assert_eq!(label("/api/x").as_deref(), Some("/api"));
         assert_eq!(label("/apix").as_deref(), Some("/"));

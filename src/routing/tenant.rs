@@ -39,9 +39,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use super::host::HostName;
 use crate::config::TenantConfig;
 use crate::error::Error;
+use crate::host::HostName;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resolved {
@@ -231,7 +231,7 @@ mod tests {
             ("[::1", Err(400)),
         ];
         for (raw, want) in cases {
-            let got = match crate::routing::host::RequestHost::parse(raw) {
+            let got = match crate::host::RequestHost::parse(raw) {
                 Err(_) => Err(400),
                 Ok(h) => resolve(&h.name, &c)
                     .map(|r| (r.tenant, r.forward_host.to_string()))

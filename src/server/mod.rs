@@ -4,8 +4,9 @@
 //! caller's runtime; [`run_per_core`] starts a single-threaded runtime per
 //! core, each serving its own `SO_REUSEPORT` listeners over the same state.
 
-mod conn;
-pub mod tls;
+mod connection;
+mod launch;
+mod reload;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+pub use self::launch::launch;
+pub use self::reload::{Outcome, Reloader};
 use crate::config::Config;
-use crate::config::reload::Reloader;
 use crate::error::StartupError;
-use crate::state::Shared;
+use crate::snapshot::Shared;
 
 /// Bound sockets. Tests bind `127.0.0.1:0` themselves and read the ports.
 #[derive(Default)]
@@ -82,7 +84,7 @@ pub async fn run_with_reload(
     reloader: Option<Reloader>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartupError> {
-    let p = prepare(&listeners, config, reloader)?;
+    let p = prepare(&listeners, config, reloader, 1)?;
     serve(listeners, p, None, shutdown).await;
     Ok(())
 }
@@ -124,7 +126,7 @@ where
             others.push(Listeners::bind(&again).await?.into_std()?);
         }
         listening(&config, &first);
-        let prepared = prepare(&first, config, reloader)?;
+        let prepared = prepare(&first, config, reloader, workers)?;
         let stop = CancellationToken::new();
         let mut threads = Vec::with_capacity(workers - 1);
         for (i, listeners) in others.into_iter().enumerate() {
@@ -152,7 +154,7 @@ where
 
 /// Worker `id`'s thread: its own runtime, serving its own listeners.
 fn worker(id: usize, listeners: StdListeners, p: Prepared, stop: CancellationToken) {
-    crate::services::proxy::pool::set_worker(id);
+    crate::services::upstream::set_worker(id);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -221,20 +223,21 @@ impl StdListeners {
 #[derive(Clone)]
 struct Prepared {
     shared: Arc<Shared>,
-    builders: Arc<conn::Builders>,
+    builders: Arc<connection::Builders>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     deadline: std::time::Duration,
 }
 
-/// The shared state for `config` served on `listeners`; starts the
-/// reloader (on the current runtime).
+/// The shared state for `config` served on `listeners` by `workers`
+/// workers; starts the reloader (on the current runtime).
 fn prepare(
     listeners: &Listeners,
     config: Config,
     reloader: Option<Reloader>,
+    workers: usize,
 ) -> Result<Prepared, StartupError> {
     let tls_acceptor = match (&config.tls, listeners.tls.is_empty()) {
-        (Some(tls), false) => Some(tls::acceptor(tls)?),
+        (Some(tls), false) => Some(crate::tls::acceptor(tls)?),
         _ => None,
     };
     let mut config = config;
@@ -247,9 +250,9 @@ fn prepare(
         }
     }
     let deadline = config.server.shutdown_timeout;
-    let builders = Arc::new(conn::Builders::new(&config.server));
+    let builders = Arc::new(connection::Builders::new(&config.server));
     let (tls, cert_store) = tls_acceptor.unzip();
-    let shared = Shared::new(config);
+    let shared = Shared::new(config, workers);
     if let Some(store) = cert_store {
         shared
             .tls_certs
@@ -257,7 +260,7 @@ fn prepare(
             .expect("a new Shared has no certificate store yet");
     }
     if let Some(r) = reloader {
-        r.spawn(shared.clone(), shared.shutting_down.clone());
+        r.spawn(shared.clone(), shared.tunnels.shutting_down.clone());
     }
     Ok(Prepared {
         shared,
@@ -288,7 +291,7 @@ async fn serve(
     let plain = listeners.plain.into_iter().map(|l| (l, None));
     let tls = listeners.tls.into_iter().map(|l| (l, tls_acceptor.clone()));
     for (listener, tls) in plain.chain(tls) {
-        accepting.spawn(conn::accept_loop(
+        accepting.spawn(connection::accept_loop(
             listener,
             tls,
             shared.clone(),
@@ -299,7 +302,8 @@ async fn serve(
     }
 
     shutdown.await;
-    shared.shutting_down.cancel();
+    let tunnels = &shared.tunnels;
+    tunnels.shutting_down.cancel();
     // Ordering: the accept loops end first and drop their listeners (new
     // connections are refused from here) and their handles on `graceful`,
     // which shutdown() needs to own.
@@ -310,23 +314,23 @@ async fn serve(
     tracing::info!(
         "{who}shutting down: {} connection(s) and {} tunnel(s) open, waiting up to {:?}",
         graceful.count(),
-        shared.open_tunnels(),
+        tunnels.open(),
         deadline
     );
-    shared.tunnels.close();
+    tunnels.tracker.close();
     let drain = async {
         graceful.shutdown().await;
-        shared.tunnels.wait().await;
+        tunnels.tracker.wait().await;
     };
     if tokio::time::timeout(deadline, drain).await.is_err() {
         tracing::warn!(
             "{who}shutdown deadline of {:?} passed: closing {} tunnel(s) and the remaining connections",
             deadline,
-            shared.open_tunnels()
+            tunnels.open()
         );
-        shared.close_tunnels.cancel();
+        tunnels.close.cancel();
         // Tunnels end promptly once cancelled; bound the wait anyway.
         let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(1), shared.tunnels.wait()).await;
+            tokio::time::timeout(std::time::Duration::from_secs(1), tunnels.tracker.wait()).await;
     }
 }

@@ -3,48 +3,40 @@
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response};
+use serde::Serialize;
 
 use crate::error::Error;
 use crate::http::body::{Body, full};
-use crate::http::json;
-use crate::state::Shared;
 
-pub const PREFIX: &str = "/__portero/";
+/// What `/__portero/status` reports, built by the caller from the running
+/// snapshot.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    pub open_tunnels: usize,
+    pub routes: Vec<String>,
+    pub upstreams: Vec<UpstreamStatus>,
+}
 
-pub fn serve(method: &Method, path: &str, shared: &Shared) -> Result<Response<Body>, Error> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(Error::MethodNotAllowed {
-            method: method.clone(),
-            allow: "GET, HEAD",
-        });
-    }
+#[derive(Debug, Serialize)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub url: String,
+}
+
+/// Serves `path`; `status` is called only for the status endpoint.
+pub fn serve(
+    method: &Method,
+    path: &str,
+    status: impl FnOnce() -> Status,
+) -> Result<Response<Body>, Error> {
+    crate::http::get_or_head(method)?;
     let (ctype, body) = match path {
         "/__portero/health" => ("text/plain; charset=utf-8", "ok\n".to_string()),
         "/__portero/status" => {
-            let rt = shared.runtime.load();
-            let upstreams: Vec<String> = rt
-                .config
-                .upstreams
-                .values()
-                .map(|u| {
-                    format!(
-                        "{{\"name\":{},\"url\":{}}}",
-                        json::string(&u.name),
-                        json::string(&u.url.to_string())
-                    )
-                })
-                .collect();
-            let routes: Vec<String> = rt.routes.iter().map(|r| json::string(&r.label())).collect();
-            (
-                "application/json",
-                format!(
-                    "{{\"version\":\"{}\",\"open_tunnels\":{},\"routes\":[{}],\"upstreams\":[{}]}}\n",
-                    env!("CARGO_PKG_VERSION"),
-                    shared.open_tunnels(),
-                    routes.join(","),
-                    upstreams.join(",")
-                ),
-            )
+            let mut body = serde_json::to_string(&status()).expect("strings and numbers serialize");
+            body.push('\n');
+            ("application/json", body)
         }
         _ => return Err(Error::NotFound { path: path.into() }),
     };

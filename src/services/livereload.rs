@@ -13,14 +13,11 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_util::sync::CancellationToken;
 
+use super::tunnel::Tunnels;
 use crate::error::Error;
 use crate::http::body::{Body, empty, full};
-use crate::state::Shared;
-
-pub const SOCKET_PATH: &str = "/__portero/livereload";
-pub const SCRIPT_PATH: &str = "/__portero/livereload.js";
-/// What HTML pages get before their last `</body>`.
-pub const SCRIPT_TAG: &str = "<script src=\"/__portero/livereload.js\"></script>";
+use crate::http::headers::has_token;
+use crate::http::reserved::{LIVERELOAD_SCRIPT, LIVERELOAD_SOCKET};
 
 const CLIENT_JS: &str = include_str!("livereload.js");
 const HELLO: &str = r#"{"type":"hello"}"#;
@@ -61,32 +58,44 @@ pub fn change_message(paths: &[String]) -> String {
         && paths
             .iter()
             .all(|p| p.to_ascii_lowercase().ends_with(".css"));
-    let list: Vec<String> = paths.iter().map(|p| crate::http::json::string(p)).collect();
-    format!(
-        "{{\"type\":\"change\",\"paths\":[{}],\"css_only\":{css_only}}}",
-        list.join(",")
-    )
+    #[derive(serde::Serialize)]
+    struct Change<'a> {
+        r#type: &'static str,
+        paths: &'a [String],
+        css_only: bool,
+    }
+    serde_json::to_string(&Change {
+        r#type: "change",
+        paths,
+        css_only,
+    })
+    .expect("strings and booleans serialize")
+}
+
+/// Whether `path` is one of live reload's own.
+pub fn owns(path: &str) -> bool {
+    path == LIVERELOAD_SCRIPT || path == LIVERELOAD_SOCKET
 }
 
 /// Serves `/__portero/livereload` (WebSocket) and `/__portero/livereload.js`.
-pub async fn serve(req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>, Error> {
+pub fn serve(
+    req: Request<Incoming>,
+    livereload: &LiveReload,
+    tunnels: &Tunnels,
+) -> Result<Response<Body>, Error> {
     match req.uri().path() {
-        SCRIPT_PATH => script(req.method()),
-        SOCKET_PATH => upgrade(req, shared),
+        LIVERELOAD_SCRIPT => script(req.method()),
+        LIVERELOAD_SOCKET => upgrade(req, livereload, tunnels),
         other => Err(Error::NotFound { path: other.into() }),
     }
 }
 
 fn script(method: &Method) -> Result<Response<Body>, Error> {
-    let body = match *method {
-        Method::GET => full(CLIENT_JS),
-        Method::HEAD => empty(),
-        _ => {
-            return Err(Error::MethodNotAllowed {
-                method: method.clone(),
-                allow: "GET, HEAD",
-            });
-        }
+    crate::http::get_or_head(method)?;
+    let body = if method == Method::HEAD {
+        empty()
+    } else {
+        full(CLIENT_JS)
     };
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
@@ -101,7 +110,11 @@ fn script(method: &Method) -> Result<Response<Body>, Error> {
 
 /// Accepts the WebSocket handshake (RFC 6455 §4.2) and hands the upgraded
 /// connection to a task tracked with the other tunnels.
-fn upgrade(mut req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>, Error> {
+fn upgrade(
+    mut req: Request<Incoming>,
+    livereload: &LiveReload,
+    tunnels: &Tunnels,
+) -> Result<Response<Body>, Error> {
     if req.method() != Method::GET {
         return Err(Error::MethodNotAllowed {
             method: req.method().clone(),
@@ -109,14 +122,7 @@ fn upgrade(mut req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>
         });
     }
     let h = req.headers();
-    let has_token = |name: header::HeaderName, token: &str| {
-        h.get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
-    };
-    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+    if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
         return Err(Error::BadRequest(
             "/__portero/livereload is a WebSocket: send an Upgrade request",
         ));
@@ -133,12 +139,12 @@ fn upgrade(mut req: Request<Incoming>, shared: &Shared) -> Result<Response<Body>
 
     // Subscribe now, so no change between the 101 and the socket task's
     // start is lost.
-    let changes = shared.livereload.changes.subscribe();
-    let close = shared.shutting_down.clone();
+    let changes = livereload.changes.subscribe();
+    let close = tunnels.shutting_down.clone();
     // Ordering: the upgrade future must exist before the 101 goes out, or
     // hyper has nothing to hand the connection to.
     let on_upgrade = hyper::upgrade::on(&mut req);
-    shared.tunnels.spawn(async move {
+    tunnels.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let ws =
@@ -214,7 +220,7 @@ mod tests {
         );
         assert_eq!(
             change_message(&["/q\"\\\n.js".into()]),
-            r#"{"type":"change","paths":["/q\"\\\u000a.js"],"css_only":false}"#
+            r#"{"type":"change","paths":["/q\"\\\n.js"],"css_only":false}"#
         );
     }
 }

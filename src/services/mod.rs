@@ -1,10 +1,42 @@
-//! The things a route can lead to. Each takes the request and the
-//! [`Ctx`](crate::dispatch::Ctx) dispatch built, and answers or fails with
-//! an [`Error`](crate::error::Error).
+//! The things a route can lead to. Each takes the request and a [`Ctx`]
+//! that dispatch built (what is known about the request: nothing more), and
+//! answers or fails with an [`Error`](crate::error::Error).
 
 pub mod admin;
 pub mod livereload;
 pub mod proxy;
 pub mod static_files;
 pub mod tunnel;
+pub mod upstream;
 pub mod welcome;
+
+use crate::config::Route;
+use crate::conn::Conn;
+use crate::host::RequestHost;
+use crate::routing::tenant::Resolved;
+
+/// What dispatch learned about a request, lent to the service.
+pub struct Ctx<'a> {
+    pub conn: &'a Conn,
+    /// The host as the client sent it (normalised, with its port).
+    pub host: &'a RequestHost,
+    pub tenant: &'a Resolved,
+    /// The normalised path: the one the route was chosen by and the one
+    /// forwarded.
+    pub path: &'a str,
+    pub route: &'a Route,
+}
+
+impl Ctx<'_> {
+    /// The path below the route's prefix, always starting with `/`.
+    pub fn below_prefix(&self) -> &str {
+        let prefix = self.route.prefix.as_str();
+        if prefix == "/" {
+            return self.path;
+        }
+        match self.path.strip_prefix(prefix) {
+            Some("") | None => "/",
+            Some(rest) => rest,
+        }
+    }
+}

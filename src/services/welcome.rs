@@ -14,12 +14,7 @@ pub fn serve(
     cfg: &Config,
     spa_root: &str,
 ) -> Result<Response<Body>, Error> {
-    if method != Method::GET && method != Method::HEAD {
-        return Err(Error::MethodNotAllowed {
-            method: method.clone(),
-            allow: "GET, HEAD",
-        });
-    }
+    crate::http::get_or_head(method)?;
     if path != "/" {
         return Err(Error::NotFound { path: path.into() });
     }

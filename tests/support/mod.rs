@@ -38,10 +38,7 @@ pub async fn start(config: Config) -> Portero {
 }
 
 /// Starts portero with hot reload from `reloader`'s file.
-pub async fn start_reloading(
-    config: Config,
-    reloader: Option<portero::config::reload::Reloader>,
-) -> Portero {
+pub async fn start_reloading(config: Config, reloader: Option<portero::Reloader>) -> Portero {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let listeners = portero::Listeners {

@@ -97,7 +97,7 @@ pub async fn start_tls(config: Config, tls: TlsConfig) -> TlsPortero {
 pub async fn start_tls_reloading(
     mut config: Config,
     tls: TlsConfig,
-    reloader: Option<portero::config::reload::Reloader>,
+    reloader: Option<portero::Reloader>,
 ) -> TlsPortero {
     let plain = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let secure = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -134,7 +134,9 @@ pub fn accept_any(alpn: &[&[u8]]) -> Arc<ClientConfig> {
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(portero::upstream_tls::NoVerification(provider)))
+        .with_custom_certificate_verifier(Arc::new(portero::internals::tls::NoVerification(
+            provider,
+        )))
         .with_no_client_auth();
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Arc::new(cfg)

@@ -14,7 +14,7 @@ use http::HeaderValue;
 
 use super::policy;
 use super::resolve::Found;
-use crate::services::livereload;
+use crate::http::reserved::LIVERELOAD_TAG;
 
 /// HTML larger than this is served as is, without the live-reload script:
 /// injecting means holding the whole page in memory.
@@ -175,7 +175,7 @@ fn fnv1a(data: &[u8]) -> u64 {
 /// Inserts the live-reload script before the last `</body>` (any case), or
 /// appends it when the page has none.
 pub fn inject_script(page: &[u8]) -> Vec<u8> {
-    let tag = livereload::SCRIPT_TAG.as_bytes();
+    let tag = LIVERELOAD_TAG.as_bytes();
     let at = page
         .windows(7)
         .rposition(|w| w.eq_ignore_ascii_case(b"</body>"))
@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn injects_before_the_last_body_close() {
-        let tag = livereload::SCRIPT_TAG;
+        let tag = LIVERELOAD_TAG;
         assert_eq!(
             String::from_utf8(inject_script(b"<body>a</body>x</BODY>\n")).unwrap(),
             format!("<body>a</body>x{tag}</BODY>\n")

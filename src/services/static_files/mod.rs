@@ -35,22 +35,27 @@ use self::range::Ranged;
 use self::resolve::Resolution;
 use crate::error::Error;
 use crate::http::body::{Body, boxed, empty, full, html_page};
-use crate::services::livereload::LiveReload;
+use crate::http::headers::Accepts;
+use crate::http::reserved;
 use crate::watch::{self, Watch};
 
 /// Chunk size when streaming a file that is not in memory.
 const STREAM_CHUNK: usize = 64 * 1024;
 
-/// `/__portero/` never falls back to the app, whatever route it reaches.
-const PORTERO_PREFIX: &str = "/__portero/";
-
-pub struct StaticDir {
-    pub root: PathBuf,
+/// How a folder is served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// App routes (no extension, HTML wanted) get `index.html`.
     pub history_fallback: bool,
     /// Inject the live-reload script into HTML.
     pub live_reload: bool,
     /// Bytes of file content kept in memory, at most.
     pub memory_cache: u64,
+}
+
+pub struct StaticDir {
+    pub root: PathBuf,
+    options: Options,
     /// Prepared entries; only while a watcher can invalidate them, since
     /// a stale entry would serve old headers for a changed file.
     cache: Option<Arc<Cache>>,
@@ -68,38 +73,30 @@ enum Lookup {
 struct Stale;
 
 impl StaticDir {
-    pub fn new(
-        root: PathBuf,
-        history_fallback: bool,
-        live_reload: bool,
-        memory_cache: u64,
-    ) -> Self {
+    pub fn new(root: PathBuf, options: Options) -> Self {
         Self {
             root,
-            history_fallback,
-            live_reload,
-            memory_cache,
+            options,
             cache: None,
             _watch: None,
         }
     }
 
     /// Watches the folder, enabling the in-memory cache (cleared on every
-    /// change) and telling `livereload` (when given) what changed. Without
-    /// a Tokio runtime, or when the watch cannot be set up, the folder is
-    /// still served, read from disk on every request.
-    pub fn watched(mut self, livereload: Option<LiveReload>) -> Self {
-        let cache = Arc::new(Cache::new(self.memory_cache));
+    /// change), and calls `on_change` with the changed paths after the
+    /// cache is cleared. Without a Tokio runtime, or when the watch cannot
+    /// be set up, the folder is still served, read from disk on every
+    /// request.
+    pub fn watched(mut self, on_change: impl Fn(&[String]) + Send + 'static) -> Self {
+        let cache = Arc::new(Cache::new(self.options.memory_cache));
         let on_change = {
             let cache = cache.clone();
             move |paths: Vec<String>| {
                 cache.invalidate();
-                if let Some(lr) = &livereload {
-                    lr.notify(&paths);
-                }
+                on_change(&paths);
             }
         };
-        match watch::spawn(&self.root, on_change) {
+        match watch::folder(&self.root, on_change) {
             Ok(w) => {
                 self.warm_index(cache.clone());
                 self.cache = Some(cache);
@@ -117,7 +114,7 @@ impl StaticDir {
     /// not wait for the disk and startup does not wait for the page.
     fn warm_index(&self, cache: Arc<Cache>) {
         let root = self.root.clone();
-        let inject = self.live_reload;
+        let inject = self.options.live_reload;
         let (generation, budget) = cache.ticket();
         tokio::task::spawn_blocking(move || {
             if let Ok(Resolution::File(found)) = resolve::resolve(&root, &[]) {
@@ -136,12 +133,7 @@ impl StaticDir {
         headers: &HeaderMap,
         path: &str,
     ) -> Result<Response<Body>, Error> {
-        if method != Method::GET && method != Method::HEAD {
-            return Err(Error::MethodNotAllowed {
-                method: method.clone(),
-                allow: "GET, HEAD",
-            });
-        }
+        crate::http::get_or_head(method)?;
         // Once more after a stale disk entry; twice stale is a 404.
         for _ in 0..2 {
             let entry = match self.lookup(path).await? {
@@ -167,7 +159,10 @@ impl StaticDir {
         // webpack clear `dist/` before writing it): a plain 404 would carry
         // no live-reload script and strand the tab. This page waits and
         // comes back by itself.
-        if self.live_reload && accepts_html(headers) && self.index_missing().await {
+        if self.options.live_reload
+            && Accepts::of(headers) == Accepts::Html
+            && self.index_missing().await
+        {
             return Ok(waiting_for_build(method));
         }
         Err(not_found(path))
@@ -187,14 +182,17 @@ impl StaticDir {
         let comps = resolve::components(path).ok_or_else(|| not_found(path))?;
         let (generation, budget) = self.cache.as_ref().map_or((0, 0), |c| c.ticket());
         let root = self.root.clone();
-        let inject = self.live_reload;
+        let inject = self.options.live_reload;
         let built = tokio::task::spawn_blocking(move || match resolve::resolve(&root, &comps)? {
             Resolution::File(found) => cache::build(&found, budget, inject).map(Some),
             Resolution::Missing => Ok(None),
             Resolution::Forbidden => Err(io::ErrorKind::PermissionDenied.into()),
         })
         .await
-        .map_err(|e| Error::Internal(format!("static file lookup failed: {e}")))?;
+        .map_err(|e| Error::Internal {
+            what: "static file lookup",
+            cause: e.into(),
+        })?;
         let found = match built {
             Ok(entry) => entry.map(Arc::new),
             // Deleted between the lookup and the read.
@@ -210,10 +208,10 @@ impl StaticDir {
                 return Err(not_found(path));
             }
             Err(e) => {
-                return Err(Error::Internal(format!(
-                    "reading {path} below {}: {e}",
-                    self.root.display()
-                )));
+                return Err(Error::Internal {
+                    what: "reading a static file",
+                    cause: e.into(),
+                });
             }
         };
         if let Some(c) = &self.cache {
@@ -229,28 +227,17 @@ impl StaticDir {
     /// accepts HTML, whose last segment has no extension) gets `index.html`.
     /// A missing asset such as `/missing.js` stays a 404.
     fn falls_back(&self, headers: &HeaderMap, path: &str) -> bool {
-        if !self.history_fallback || path.starts_with(PORTERO_PREFIX) {
+        // `/__portero/` never falls back to the app, whatever route it
+        // reaches.
+        if !self.options.history_fallback || reserved::is_reserved(path) {
             return false;
         }
         let last = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("");
         if last.contains('.') {
             return false;
         }
-        headers
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.contains("text/html") || v.contains("*/*"))
+        matches!(Accepts::of(headers), Accepts::Html | Accepts::Any)
     }
-}
-
-/// A browser navigation (not a script or image load).
-fn accepts_html(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("text/html"))
 }
 
 /// 503 with the live-reload script and a 1-second refresh (in case the
@@ -261,7 +248,7 @@ fn waiting_for_build(method: &Method) -> Response<Body> {
 <title>Waiting for the build</title></head><body style=\"font:16px/1.5 system-ui,sans-serif;margin:3em\">\
 <h1>Waiting for the build</h1><p>The app's <code>index.html</code> is not there right now \
 (a build is probably rewriting the folder). This page comes back by itself.</p>{}</body></html>\n",
-        crate::services::livereload::SCRIPT_TAG
+        reserved::LIVERELOAD_TAG
     );
     let mut resp = html_page(method, StatusCode::SERVICE_UNAVAILABLE, page, "no-store");
     resp.headers_mut()

@@ -10,13 +10,34 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::dispatch::Ctx;
+use super::Ctx;
+use super::upstream::{Pool, connect_waiting, finish_response};
 use crate::error::Error;
 use crate::http::body::{Body, empty};
 use crate::http::headers::{connection_has, strip_hop_by_hop};
-use crate::services::proxy::pool::Pool;
-use crate::services::proxy::{self, connect_waiting};
+
+/// Where upgraded connections (WebSocket tunnels, live-reload sockets) run,
+/// so graceful shutdown can wait for them and then close them. Cheap to
+/// clone: every clone is the same set.
+#[derive(Clone, Default)]
+pub struct Tunnels {
+    pub tracker: TaskTracker,
+    /// Cancelled when the shutdown deadline passes: open tunnels close.
+    pub close: CancellationToken,
+    /// Cancelled as soon as shutdown begins: connections that carry no work
+    /// of the user's (live-reload sockets) close at once instead of holding
+    /// the drain for the whole deadline.
+    pub shutting_down: CancellationToken,
+}
+
+impl Tunnels {
+    pub fn open(&self) -> usize {
+        self.tracker.len()
+    }
+}
 
 /// An upgrade request as RFC 9110 §7.8 defines it: HTTP/1.1, an `Upgrade`
 /// header, and `Connection: upgrade`. (HTTP/2 cannot carry one.)
@@ -29,8 +50,10 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 /// Forwards the handshake (headers already prepared) and, on 101, splices.
 pub async fn open(
     mut req: Request<Incoming>,
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     pool: &Arc<Pool>,
+    tunnels: &Tunnels,
+    upstream_host: &str,
     proto: HeaderValue,
 ) -> Result<Response<Body>, Error> {
     let up = pool.upstream.clone();
@@ -43,42 +66,33 @@ pub async fn open(
     let timeout = ctx.route.response_timeout.unwrap_or(up.response_timeout);
     let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
         Err(_) => {
-            return Err(Error::UpstreamTimeout {
-                upstream: up.name.clone(),
-                url: up.url.to_string(),
-                what: "waiting for the upgrade response",
-                after: timeout,
-            });
+            return Err(Error::upstream_timeout(
+                &up,
+                "waiting for the upgrade response",
+                timeout,
+            ));
         }
-        Ok(Err(e)) => {
-            return Err(Error::UpstreamUnavailable {
-                upstream: up.name.clone(),
-                url: up.url.to_string(),
-                cause: format!("upgrade handshake failed: {e}"),
-            });
-        }
+        Ok(Err(e)) => return Err(Error::upstream_unavailable(&up, e)),
         Ok(Ok(r)) => r,
     };
-    let upstream_host = proxy::upstream_host(ctx, &ctx.route, &up);
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Refused (403, 404, ...): an ordinary response; the client's
         // connection stays usable for HTTP.
-        return Ok(proxy::finish_response(resp, None, ctx, &upstream_host, &up));
+        return Ok(finish_response(resp, None, ctx, upstream_host, &up));
     }
     let agreed = resp
         .headers()
         .get(header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(proto.as_bytes()));
     if !agreed {
-        return Err(Error::UpstreamProtocol {
-            upstream: up.name.clone(),
-            url: up.url.to_string(),
-            detail: format!(
+        return Err(Error::upstream_protocol(
+            &up,
+            format!(
                 "answered 101 with Upgrade {:?} to a request for {:?}",
                 resp.headers().get(header::UPGRADE),
                 proto
             ),
-        });
+        ));
     }
     let upstream_side = hyper::upgrade::on(&mut resp);
 
@@ -91,11 +105,11 @@ pub async fn open(
     let response = Response::from_parts(parts, empty());
 
     let idle = ctx.route.idle_timeout;
-    let cancel = ctx.shared.close_tunnels.clone();
+    let cancel = tunnels.close.clone();
     let label = format!("{} {}", ctx.host.with_port(), ctx.path);
     // Spawned before the 101 is returned: hyper completes the client-side
     // upgrade only after the response is written.
-    ctx.shared.tunnels.spawn(async move {
+    tunnels.tracker.spawn(async move {
         let (client, upstream) = match tokio::join!(client_side, upstream_side) {
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => {

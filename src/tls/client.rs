@@ -7,12 +7,11 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
+use super::{provider, read_certs};
 use crate::config::Upstream;
 use crate::error::StartupError;
-use crate::server::tls::{pem_error, provider};
 
 /// The client config the proxy uses for one upstream. Trusted roots: the
 /// Mozilla set compiled in (so behaviour does not depend on the machine),
@@ -70,16 +69,7 @@ fn system_roots() -> &'static RootCertStore {
 }
 
 fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), StartupError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, e))?;
-    if certs.is_empty() {
-        return Err(StartupError::NoCertificate {
-            path: path.to_path_buf(),
-        });
-    }
-    for cert in certs {
+    for cert in read_certs(path)? {
         roots.add(cert).map_err(|e| StartupError::BadPem {
             path: path.to_path_buf(),
             reason: format!("not a usable CA certificate: {e}"),

@@ -17,17 +17,9 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use super::{pem_error, provider, read_certs};
 use crate::config::{CertPaths, TlsConfig};
 use crate::error::StartupError;
-
-/// The client side lives in its own module; the proxy reaches it here too.
-pub use crate::upstream_tls::client_config;
-
-/// The one crypto provider portero uses (ring), passed explicitly so no
-/// process-wide default has to be installed.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// The TLS acceptor for every TLS listener, and the store of its
 /// certificates (all `[[tls.certs]]` loaded, checked, and indexed by name).
@@ -103,7 +95,7 @@ pub struct LoadedCert {
 /// expired or not-yet-valid certificate is only a warning, because a dev
 /// setup with a stale certificate should still start.
 pub fn load_cert(paths: &CertPaths, provider: &CryptoProvider) -> Result<LoadedCert, StartupError> {
-    let chain = read_chain(&paths.cert)?;
+    let chain = read_certs(&paths.cert)?;
     let key_der = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| match e {
         pem::Error::NoItemsFound => StartupError::NoPrivateKey {
             path: paths.key.clone(),
@@ -140,33 +132,6 @@ pub fn load_cert(paths: &CertPaths, provider: &CryptoProvider) -> Result<LoadedC
         names,
         key: Arc::new(certified),
     })
-}
-
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartupError> {
-    let chain = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem_error(path, e))?;
-    if chain.is_empty() {
-        return Err(StartupError::NoCertificate {
-            path: path.to_path_buf(),
-        });
-    }
-    Ok(chain)
-}
-
-/// A PEM reading failure as a startup error naming `path`.
-pub(crate) fn pem_error(path: &Path, e: pem::Error) -> StartupError {
-    match e {
-        pem::Error::Io(cause) => StartupError::ReadFile {
-            path: path.to_path_buf(),
-            cause,
-        },
-        other => StartupError::BadPem {
-            path: path.to_path_buf(),
-            reason: format!("invalid PEM: {other}"),
-        },
-    }
 }
 
 /// The leaf's SAN DNS names; warns when it is outside its validity period.

@@ -19,9 +19,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::access_log::LoggedBody;
 use crate::config::ServerConfig;
-use crate::dispatch::{self, Conn};
-use crate::state::Shared;
+use crate::conn::{Conn, Transport};
+use crate::dispatch;
+use crate::snapshot::Shared;
 
 pub type Builder = auto::Builder<TokioExecutor>;
 
@@ -106,7 +108,7 @@ pub async fn accept_loop(
         let watcher = graceful.watcher();
         match &tls {
             None => {
-                let conn = Arc::new(Conn::new(peer, local, false, None));
+                let conn = Arc::new(Conn::new(peer, local, Transport::Plain));
                 tokio::spawn(serve_plain(stream, conn, shared, builders, watcher));
             }
             Some(acceptor) => {
@@ -134,7 +136,7 @@ pub async fn accept_loop(
                         .1
                         .server_name()
                         .map(|s| s.to_ascii_lowercase());
-                    let conn = Arc::new(Conn::new(peer, local, true, sni));
+                    let conn = Arc::new(Conn::new(peer, local, Transport::Tls { sni }));
                     serve_auto(stream, conn, shared, &builders.auto, watcher).await;
                 });
             }
@@ -167,7 +169,7 @@ async fn serve_plain(
         }
     }
     let peer = conn.peer;
-    let shutting_down = shared.shutting_down.clone();
+    let shutting_down = shared.tunnels.shutting_down.clone();
     let connection = builders
         .http1
         .serve_connection(TokioIo::new(stream), service(conn, shared))
@@ -213,10 +215,9 @@ fn service(
     shared: Arc<Shared>,
 ) -> impl hyper::service::Service<
     hyper::Request<hyper::body::Incoming>,
-    Response = hyper::Response<crate::access_log::LoggedBody>,
+    Response = hyper::Response<LoggedBody>,
     Error = Infallible,
-    Future = impl Future<Output = Result<hyper::Response<crate::access_log::LoggedBody>, Infallible>>
-             + Send,
+    Future = impl Future<Output = Result<hyper::Response<LoggedBody>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |req| {
         let conn = conn.clone();

@@ -1,5 +1,5 @@
-//! Body wrappers for the proxy: the response body that gives its upstream
-//! connection back to the pool when it ends, and the request body limit.
+//! The response body that gives its upstream connection back to the pool
+//! when it ends.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,7 +10,6 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::pool::{Pool, Sender};
-use crate::http::body::BoxError;
 
 /// An upstream response body. The connection goes back to the pool only
 /// when the body was read to its end; a body dropped early (client gone)
@@ -72,63 +71,5 @@ impl Drop for PooledBody {
         if self.inner.is_end_stream() {
             self.release();
         }
-    }
-}
-
-/// The request body grew past the route's `body_limit`.
-#[derive(Debug, thiserror::Error)]
-#[error("request body exceeds the limit of {0} bytes")]
-pub struct LimitExceeded(pub u64);
-
-/// A request body that fails once more than `limit` bytes have passed,
-/// for bodies without a Content-Length (chunked uploads).
-pub struct LimitedBody {
-    inner: Incoming,
-    remaining: u64,
-    limit: u64,
-}
-
-impl LimitedBody {
-    pub fn new(inner: Incoming, limit: u64) -> Self {
-        LimitedBody {
-            inner,
-            remaining: limit,
-            limit,
-        }
-    }
-}
-
-impl HttpBody for LimitedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(d) = frame.data_ref() {
-                    let n = d.len() as u64;
-                    if n > this.remaining {
-                        return Poll::Ready(Some(Err(Box::new(LimitExceeded(this.limit)))));
-                    }
-                    this.remaining -= n;
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

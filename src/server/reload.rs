@@ -7,19 +7,22 @@
 //! renewal a SIGHUP is enough. Listener addresses are bound at startup; a
 //! reload that changes them says a restart is needed.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Config, LoadError, Overrides};
-use crate::state::{Runtime, Shared};
+use crate::config::{Config, LoadError, Overrides};
+use crate::snapshot::Shared;
+use crate::watch;
 
-/// Editors write a file in several steps; one reload per burst.
+/// Editors write a file in several steps: one reload per burst, once the
+/// file has been quiet this long...
 const SETTLE: Duration = Duration::from_millis(100);
+/// ...or this long after the burst began.
+const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 /// What a reload needs besides the running state.
 #[derive(Debug, Clone)]
@@ -56,7 +59,7 @@ impl Reloader {
                 .collect();
             return Outcome::Kept(format!("{}: keeping the running config", text.join("; ")));
         }
-        let old = shared.runtime.load();
+        let old = shared.snapshot.load();
         if config.server.listen != old.config.server.listen
             || config.tls.is_some() != old.config.tls.is_some()
         {
@@ -77,8 +80,7 @@ impl Reloader {
         if let (Some(new), Some(old)) = (&mut config.tls, &old.config.tls) {
             new.listen = old.listen.clone();
         }
-        let runtime = Runtime::new(Arc::new(config), &shared.livereload);
-        shared.runtime.store(Arc::new(runtime));
+        shared.install(config);
         Outcome::Applied {
             took: started.elapsed(),
         }
@@ -96,7 +98,7 @@ impl Reloader {
     /// Reloads on every change to the file and on SIGHUP, until `stop`.
     pub fn spawn(self, shared: Arc<Shared>, stop: CancellationToken) {
         let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-        let watcher = watch_file(&self.path, tx.clone());
+        let watcher = watch::file(&self.path, tx.clone());
         if let Err(e) = &watcher {
             tracing::warn!(
                 "not watching {} for changes ({e}); send SIGHUP to reload",
@@ -107,44 +109,14 @@ impl Reloader {
         tokio::spawn(async move {
             // Kept alive for as long as this task runs.
             let _watcher = watcher;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    got = rx.recv() => if got.is_none() { return },
-                }
-                // Let the burst settle, then drain it: one reload.
-                tokio::time::sleep(SETTLE).await;
-                while rx.try_recv().is_ok() {}
+            while watch::batch(&mut rx, SETTLE, MAX_SETTLE, &stop)
+                .await
+                .is_some()
+            {
                 self.reload_and_log(&shared);
             }
         });
     }
-}
-
-/// Watches the file's folder (editors replace files by rename, which a
-/// watch on the file itself would lose) for events naming the file.
-fn watch_file(
-    path: &Path,
-    tx: mpsc::UnboundedSender<()>,
-) -> notify::Result<notify::RecommendedWatcher> {
-    let path = std::path::absolute(path).map_err(notify::Error::io)?;
-    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = path.file_name().map(|n| n.to_os_string());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if matches!(event.kind, notify::EventKind::Access(_)) {
-            return;
-        }
-        if event
-            .paths
-            .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-        {
-            let _ = tx.send(());
-        }
-    })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok(watcher)
 }
 
 #[cfg(unix)]

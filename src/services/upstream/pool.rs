@@ -1,10 +1,19 @@
 //! A lean connection pool per upstream on `hyper::client::conn::http1`:
-//! LIFO idle list, a connection goes back when its response body ends, idle
-//! connections expire, and the pool has a size cap. Connections that carry
-//! an upgrade are dedicated and never pooled. With a runtime per core, a
-//! connection is only reused by the worker whose runtime drives it: handing
-//! it to another would cost two cross-thread wake-ups per request.
+//! LIFO idle lists, a connection goes back when its response body ends, idle
+//! connections expire, and each list has a size cap. Connections that carry
+//! an upgrade are dedicated and never pooled.
+//!
+//! With a runtime per core, each worker has its own idle list (its own lock,
+//! which no other worker takes, and its own cap): a connection's task runs
+//! on the runtime that created it, and handing it to another worker would
+//! cost two cross-thread wake-ups per request. The work-stealing runtime
+//! has one list that every thread shares.
+//!
+//! Written here rather than taken from hyper-util's legacy client: that
+//! pool is one shared map behind one lock for all threads, and has no
+//! notion of which runtime drives a connection.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +25,7 @@ use tokio::net::TcpStream;
 use crate::config::Upstream;
 use crate::http::body::Body;
 
-/// Idle connections kept per upstream, at most.
+/// Idle connections kept per upstream and worker, at most.
 const MAX_IDLE: usize = 256;
 /// An idle connection older than this is not reused: backends close idle
 /// keep-alive connections on their own schedule, and a fresh connect is
@@ -26,54 +35,53 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 pub type Sender = SendRequest<Body>;
 
 /// Why a connection to the upstream could not be made.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// Nobody listening (or the socket was reset at once): the backend may be
     /// restarting, so the caller may wait and retry.
-    Refused(io::Error),
+    #[error("{}", refused_message(.0))]
+    Refused(#[source] io::Error),
+    #[error("connect timed out after {0:?}")]
     Timeout(Duration),
-    /// Anything else (DNS, TLS, handshake): retrying will not help.
-    Failed(String),
+    #[error("cannot connect")]
+    Io(#[source] io::Error),
+    #[error("TLS handshake failed")]
+    Tls(#[source] io::Error),
+    #[error("HTTP handshake failed")]
+    Handshake(#[source] hyper::Error),
+    /// The upstream's TLS settings could not be built at startup.
+    #[error("TLS setup failed: {0}")]
+    TlsSetup(Arc<str>),
 }
 
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Refused(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                f.write_str("connection refused")
-            }
-            ConnectError::Refused(e) => write!(f, "connection failed: {e}"),
-            ConnectError::Timeout(d) => write!(f, "connect timed out after {d:?}"),
-            ConnectError::Failed(m) => f.write_str(m),
-        }
+fn refused_message(e: &io::Error) -> &'static str {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        "connection refused"
+    } else {
+        "connection failed"
     }
 }
 
 struct Idle {
     sender: Sender,
     since: Instant,
-    /// The worker whose runtime runs the connection's task.
-    worker: usize,
 }
 
 thread_local! {
     static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Marks this thread as worker `id` (per-core runtimes); 0 otherwise.
+/// Marks this thread as worker `id` (runtime per core); 0 otherwise.
 pub fn set_worker(id: usize) {
     WORKER.set(id);
 }
 
-fn worker() -> usize {
-    WORKER.get()
-}
-
 pub struct Pool {
     pub upstream: Arc<Upstream>,
-    idle: Mutex<Vec<Idle>>,
+    /// One idle list per worker, indexed by the worker's number.
+    idle: Box<[Mutex<VecDeque<Idle>>]>,
     /// `Err` when an https upstream's TLS setup failed at startup.
-    tls: Result<Option<Tls>, String>,
+    tls: Result<Option<Tls>, Arc<str>>,
 }
 
 /// TLS to an https upstream.
@@ -83,27 +91,38 @@ pub struct Tls {
 }
 
 impl Pool {
-    pub fn new(upstream: Arc<Upstream>, tls: Result<Option<Tls>, String>) -> Pool {
+    /// A pool with an idle list for each of `workers` workers.
+    pub fn new(
+        upstream: Arc<Upstream>,
+        tls: Result<Option<Tls>, Arc<str>>,
+        workers: usize,
+    ) -> Pool {
         Pool {
             upstream,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
             tls,
         }
+    }
+
+    /// This thread's idle list.
+    fn mine(&self) -> &Mutex<VecDeque<Idle>> {
+        // A thread numbered beyond the lists (none today) shares the last.
+        let me = WORKER.get().min(self.idle.len() - 1);
+        &self.idle[me]
     }
 
     /// The most recently used idle connection that is still open and ready.
     pub async fn checkout(&self) -> Option<Sender> {
         loop {
             let idle = {
-                let mut idle = self.idle.lock().expect("pool lock is never poisoned");
-                let me = worker();
+                let mut idle = self.mine().lock().expect("pool lock is never poisoned");
                 // Prefer a connection whose task has already caught up with
                 // the end of its last exchange: using it costs no wake-up.
                 let at = idle
                     .iter()
-                    .rposition(|i| i.worker == me && i.sender.is_ready())
-                    .or_else(|| idle.iter().rposition(|i| i.worker == me))?;
-                idle.swap_remove(at)
+                    .rposition(|i| i.sender.is_ready())
+                    .unwrap_or(idle.len().checked_sub(1)?);
+                idle.remove(at)?
             };
             if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
                 continue;
@@ -122,15 +141,14 @@ impl Pool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().expect("pool lock is never poisoned");
+        let mut idle = self.mine().lock().expect("pool lock is never poisoned");
         if idle.len() >= MAX_IDLE {
             // Evict the oldest: it is the likeliest to be closed by the backend.
-            idle.remove(0);
+            idle.pop_front();
         }
-        idle.push(Idle {
+        idle.push_back(Idle {
             sender,
             since: Instant::now(),
-            worker: worker(),
         });
     }
 
@@ -141,7 +159,7 @@ impl Pool {
         let tls = self
             .tls
             .as_ref()
-            .map_err(|e| ConnectError::Failed(e.clone()))?;
+            .map_err(|e| ConnectError::TlsSetup(e.clone()))?;
         let addr = (up.url.host().to_string(), up.url.port());
         let tcp = match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout(up.connect_timeout)),
@@ -155,9 +173,7 @@ impl Pool {
                 let connect = tls.connector.connect(tls.server_name.clone(), tcp);
                 let stream = match tokio::time::timeout(up.connect_timeout, connect).await {
                     Err(_) => return Err(ConnectError::Timeout(up.connect_timeout)),
-                    Ok(Err(e)) => {
-                        return Err(ConnectError::Failed(format!("TLS handshake failed: {e}")));
-                    }
+                    Ok(Err(e)) => return Err(ConnectError::Tls(e)),
                     Ok(Ok(s)) => s,
                 };
                 handshake(TokioIo::new(stream), upgrades).await
@@ -171,7 +187,7 @@ fn classify(e: io::Error) -> ConnectError {
         io::ErrorKind::ConnectionRefused
         | io::ErrorKind::ConnectionReset
         | io::ErrorKind::ConnectionAborted => ConnectError::Refused(e),
-        _ => ConnectError::Failed(format!("cannot connect: {e}")),
+        _ => ConnectError::Io(e),
     }
 }
 
@@ -182,7 +198,7 @@ where
     let (sender, conn) = http1::Builder::new()
         .handshake(io)
         .await
-        .map_err(|e| ConnectError::Failed(format!("HTTP handshake failed: {e}")))?;
+        .map_err(ConnectError::Handshake)?;
     // The connection task ends when the connection closes; errors surface
     // through the request that was using it.
     if upgrades {

@@ -1,0 +1,184 @@
+//! The running snapshot every request reads, and the state shared across
+//! connections. A config reload builds a whole new [`Snapshot`] and swaps it
+//! in one step; requests in flight keep the snapshot they started with.
+//!
+//! A snapshot is resolved when it is built: each route holds what it leads
+//! to (an upstream's pool, a static folder, the SPA's slot), and tenant
+//! overrides are tables of their own, so a request looks nothing up by name.
+
+mod spa;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+
+pub use self::spa::SpaSlot;
+use crate::config::{Config, Route, RouteTarget, SpaSource};
+use crate::routing::table::RouteTable;
+use crate::services::livereload::LiveReload;
+use crate::services::static_files::{Options, StaticDir};
+use crate::services::tunnel::Tunnels;
+use crate::services::upstream::{self, Pool};
+use crate::services::{admin, proxy};
+use crate::tls::CertStore;
+
+/// What a route leads to, resolved.
+#[derive(Clone)]
+pub enum Target {
+    /// Proxy to this upstream (an `upstream` route, or the SPA's dev server).
+    Proxy(Arc<Pool>),
+    /// The SPA's folder: served once it exists, a welcome page until then.
+    Spa(Arc<SpaSlot>),
+    /// A `static_dir` route's folder.
+    Static(Arc<StaticDir>),
+}
+
+/// Everything derived from one config.
+pub struct Snapshot {
+    pub config: Arc<Config>,
+    pub rules: proxy::Rules,
+    routes: RouteTable<Target>,
+    /// Tenants with overrides: their own routes, consulted first, then the
+    /// shared routes with the tenant's upstream in place of the shared one.
+    tenants: HashMap<String, TenantRoutes>,
+}
+
+struct TenantRoutes {
+    own: RouteTable<Target>,
+    shared: RouteTable<Target>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot for `config`: one pool per upstream (with an idle
+    /// list per worker), one watched folder per static folder, the SPA's
+    /// slot. `livereload` is where the SPA folder's watcher reports changes;
+    /// it outlives snapshots, so open pages stay connected across reloads.
+    pub fn build(config: Arc<Config>, workers: usize, livereload: &LiveReload) -> Snapshot {
+        let pools: HashMap<&str, Arc<Pool>> = config
+            .upstreams
+            .iter()
+            .map(|(name, up)| (name.as_str(), upstream::pool(up, workers)))
+            .collect();
+        let pool = |name: &str| {
+            pools
+                .get(name)
+                .cloned()
+                .expect("validation checks that every upstream a route names exists")
+        };
+        let spa = match &config.spa.source {
+            SpaSource::Dir(root) => {
+                let options = Options {
+                    history_fallback: config.spa.history_fallback,
+                    live_reload: config.spa.live_reload,
+                    memory_cache: config.spa.memory_cache,
+                };
+                let livereload = config.spa.live_reload.then(|| livereload.clone());
+                Target::Spa(SpaSlot::new(root.clone(), options, livereload))
+            }
+            SpaSource::DevServer(name) => Target::Proxy(pool(name)),
+        };
+        let mut static_dirs: HashMap<PathBuf, Arc<StaticDir>> = HashMap::new();
+        let mut resolve = |route: &Route| match &route.target {
+            RouteTarget::Upstream(name) => Target::Proxy(pool(name)),
+            RouteTarget::Spa => spa.clone(),
+            RouteTarget::Static(dir) => Target::Static(
+                static_dirs
+                    .entry(dir.clone())
+                    .or_insert_with(|| Arc::new(StaticDir::new(dir.clone(), Options::default())))
+                    .clone(),
+            ),
+        };
+        let table = |routes: &[Route], resolve: &mut dyn FnMut(&Route) -> Target| {
+            RouteTable::new(routes.iter().map(|r| (Arc::new(r.clone()), resolve(r))))
+        };
+        let routes = table(&config.routes, &mut resolve);
+        let mut tenants = HashMap::new();
+        for (name, o) in &config.tenants.overrides {
+            if o.routes.is_empty() && o.upstream.is_none() {
+                continue;
+            }
+            // A tenant's `upstream` takes over the shared routes' proxied
+            // traffic (not the SPA's dev server); the tenant's own routes
+            // name their upstream explicitly and keep it.
+            let shared = match o.upstream.as_deref() {
+                Some(up) => RouteTable::new(routes.iter().map(|(r, t)| {
+                    let t = match (&r.target, t) {
+                        (RouteTarget::Upstream(_), Target::Proxy(_)) => Target::Proxy(pool(up)),
+                        _ => t.clone(),
+                    };
+                    (r.clone(), t)
+                })),
+                None => routes.clone(),
+            };
+            let own = table(&o.routes, &mut resolve);
+            tenants.insert(name.clone(), TenantRoutes { own, shared });
+        }
+        Snapshot {
+            rules: proxy::Rules::new(&config),
+            config,
+            routes,
+            tenants,
+        }
+    }
+
+    /// The route for a normalised path, for `tenant` when there is one.
+    pub fn route(&self, tenant: Option<&str>, path: &str) -> Option<&(Arc<Route>, Target)> {
+        match tenant.and_then(|t| self.tenants.get(t)) {
+            Some(t) => t.own.find(path).or_else(|| t.shared.find(path)),
+            None => self.routes.find(path),
+        }
+    }
+
+    /// What `/__portero/status` shows.
+    pub fn status(&self, open_tunnels: usize) -> admin::Status {
+        admin::Status {
+            version: env!("CARGO_PKG_VERSION"),
+            open_tunnels,
+            routes: self.routes.iter().map(|(r, _)| r.label()).collect(),
+            upstreams: self
+                .config
+                .upstreams
+                .values()
+                .map(|u| admin::UpstreamStatus {
+                    name: u.name.clone(),
+                    url: u.url.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// State shared by every connection for the life of the server.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub tunnels: Tunnels,
+    pub livereload: LiveReload,
+    /// The TLS listeners' certificates, once they are bound; a config
+    /// reload reads the certificate files again into it.
+    pub tls_certs: OnceLock<Arc<CertStore>>,
+    /// Workers serving with a runtime each (1 with a shared runtime): each
+    /// snapshot's pools have an idle list per worker.
+    pub workers: usize,
+}
+
+impl Shared {
+    pub fn new(config: Config, workers: usize) -> Arc<Shared> {
+        let livereload = LiveReload::new();
+        let snapshot = Snapshot::build(Arc::new(config), workers, &livereload);
+        Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            livereload,
+            tunnels: Tunnels::default(),
+            tls_certs: OnceLock::new(),
+            workers,
+        })
+    }
+
+    /// Builds a snapshot for `config` and makes it the running one.
+    pub fn install(&self, config: Config) {
+        let snapshot = Snapshot::build(Arc::new(config), self.workers, &self.livereload);
+        self.snapshot.store(Arc::new(snapshot));
+    }
+}
