@@ -10,7 +10,9 @@
 //! Command-line flags are applied to the typed config by [`Overrides`], with
 //! the same validators, after the file.
 
+mod defaults;
 mod file;
+mod overrides;
 mod types;
 mod validate;
 
@@ -22,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use overrides::Overrides;
 pub use types::{RoutePrefix, UpstreamUrl, parse_duration, parse_size};
-pub use validate::Overrides;
 
 use crate::host::HostName;
 

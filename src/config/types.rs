@@ -6,31 +6,23 @@ use std::time::Duration;
 
 use super::file::Scalar;
 
-/// Parses "500ms", "10s", "2m", "1h", "365d" or a bare number of seconds.
+/// Parses a duration as humantime does ("500ms", "10s", "2m", "1h 30m",
+/// "365d"), or a bare number of seconds (an integer, or a string of digits).
 pub fn parse_duration(v: &Scalar) -> Result<Duration, String> {
     let s = match v {
         Scalar::Int(n) if *n >= 0 => return Ok(Duration::from_secs(*n as u64)),
         Scalar::Int(n) => return Err(format!("{n} is negative; use a duration like \"10s\"")),
         Scalar::Str(s) => s.trim(),
     };
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. \"500ms\", \"10s\", \"2m\""))?;
-    let d = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        "d" => Duration::from_secs(n * 86_400),
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} in {s:?} (use ms, s, m, h or d)"
-            ));
-        }
-    };
-    Ok(d)
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("{s:?} is too large"));
+    }
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{s:?} is not a duration ({e}); write e.g. \"500ms\", \"10s\", \"2m\", \"365d\"")
+    })
 }
 
 /// Parses "512KiB", "10MB", "64MiB", "1GB" or a bare number of bytes.
@@ -204,6 +196,12 @@ mod tests {
         assert_eq!(parse_duration(&s("10s")), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration(&s("2m")), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration(&Scalar::Int(3)), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration(&s("7")), Ok(Duration::from_secs(7)));
+        assert_eq!(
+            parse_duration(&s("365d")),
+            Ok(Duration::from_secs(365 * 86_400))
+        );
+        assert_eq!(parse_duration(&s("1h 30m")), Ok(Duration::from_secs(5400)));
         assert!(parse_duration(&s("10 parsecs")).is_err());
         assert!(parse_duration(&s("abc")).is_err());
         assert!(parse_duration(&Scalar::Int(-1)).is_err());

@@ -1,0 +1,86 @@
+//! Every default value of the config in one table: what a key means when
+//! the file does not set it. The embedded default file sets none of these
+//! by repeating them; it relies on this module.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::{HostMode, Profile, Route, RoutePrefix, RouteTarget, Upstream, UpstreamUrl};
+
+/// `server.listen`.
+pub(super) const LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
+/// `server.header_read_timeout`.
+pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// `server.shutdown_timeout`.
+pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// `upstreams.*.connect_timeout`.
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `upstreams.*.response_timeout`.
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `spa.root`.
+pub(super) const SPA_ROOT: &str = "./dist";
+/// `spa.memory_cache`: bytes of file content kept in memory.
+pub(super) const MEMORY_CACHE: u64 = 64 << 20;
+/// Prefixes the default routes send to the `backend` upstream.
+const BACKEND_PREFIXES: [&str; 5] = ["/api", "/admin", "/static", "/media", "/ws"];
+
+pub(super) fn listen() -> SocketAddr {
+    SocketAddr::from(LISTEN)
+}
+
+/// The upstream name a `spa.dev_server` URL is registered under.
+pub const DEV_SERVER_UPSTREAM: &str = "spa-dev-server";
+
+/// How long requests wait for a restarting upstream: long enough for a
+/// Django autoreload in dev, never in staging where a fast 502 is better.
+pub(super) fn wait_for(profile: Profile) -> Duration {
+    match profile {
+        Profile::Dev => Duration::from_secs(10),
+        Profile::Staging => Duration::ZERO,
+    }
+}
+
+/// An upstream with every option at its default.
+pub(super) fn upstream(name: &str, url: UpstreamUrl, profile: Profile) -> Upstream {
+    Upstream {
+        name: name.into(),
+        url,
+        connect_timeout: CONNECT_TIMEOUT,
+        response_timeout: RESPONSE_TIMEOUT,
+        wait_for: wait_for(profile),
+        ca: None,
+        insecure_skip_verify: false,
+    }
+}
+
+pub(super) fn routes() -> Vec<Route> {
+    let mut routes: Vec<Route> = BACKEND_PREFIXES
+        .iter()
+        .map(|p| {
+            route(
+                RoutePrefix::parse(p).expect("literal prefix is valid"),
+                RouteTarget::Upstream("backend".into()),
+            )
+        })
+        .collect();
+    routes.push(route(
+        RoutePrefix::parse("/").expect("literal prefix is valid"),
+        RouteTarget::Spa,
+    ));
+    routes
+}
+
+pub(super) fn route(prefix: RoutePrefix, target: RouteTarget) -> Route {
+    Route {
+        prefix,
+        exact: false,
+        target,
+        host: HostMode::StripPort,
+        strip_prefix: false,
+        rewrite: None,
+        body_limit: None,
+        response_timeout: None,
+        websocket: true,
+        idle_timeout: None,
+    }
+}

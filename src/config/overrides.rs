@@ -1,0 +1,111 @@
+//! Command-line flags applied over the validated file, with the same
+//! validators; errors name the flag.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::validate::parse_addr;
+use super::{
+    CertPaths, Config, ConfigError, SpaSource, TlsConfig, Upstream, UpstreamUrl, defaults,
+};
+use crate::host::HostName;
+
+/// Command-line flags that override the file. Applied after the file is
+/// validated, with the same validators; errors name the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub backend: Option<String>,
+    /// A folder, or an `http(s)://` dev-server URL.
+    pub spa: Option<String>,
+    pub base_domain: Option<String>,
+    pub tls_listen: Option<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Overrides {
+    pub fn apply(&self, cfg: &mut Config) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut flag_err = |flag: &str, m: String| errors.push(ConfigError::new(flag, None, m));
+        if let Some(l) = &self.listen {
+            match parse_addr(l) {
+                Ok(a) => cfg.server.listen = vec![a],
+                Err(m) => flag_err("--listen", m),
+            }
+        }
+        if let Some(b) = &self.backend {
+            match UpstreamUrl::parse(b) {
+                Ok(url) => {
+                    let up = match cfg.upstreams.get("backend") {
+                        Some(u) => Upstream {
+                            url,
+                            ..(**u).clone()
+                        },
+                        None => defaults::upstream("backend", url, cfg.profile),
+                    };
+                    cfg.upstreams.insert("backend".into(), Arc::new(up));
+                }
+                Err(m) => flag_err("--backend", m),
+            }
+        }
+        if let Some(s) = &self.spa {
+            if s.starts_with("http://") || s.starts_with("https://") {
+                match UpstreamUrl::parse(s) {
+                    Ok(url) => {
+                        let up =
+                            defaults::upstream(defaults::DEV_SERVER_UPSTREAM, url, cfg.profile);
+                        cfg.upstreams
+                            .insert(defaults::DEV_SERVER_UPSTREAM.into(), Arc::new(up));
+                        cfg.spa.source = SpaSource::DevServer(defaults::DEV_SERVER_UPSTREAM.into());
+                    }
+                    Err(m) => flag_err("--spa", m),
+                }
+            } else {
+                cfg.spa.source = SpaSource::Dir(PathBuf::from(s));
+            }
+        }
+        if let Some(d) = &self.base_domain {
+            match HostName::parse(d) {
+                Ok(h) => cfg.tenants.base_domain = Some(h),
+                Err(m) => flag_err("--base-domain", format!("{d:?}: {m}")),
+            }
+        }
+        let tls_flags = (&self.tls_listen, &self.tls_cert, &self.tls_key);
+        match tls_flags {
+            (None, None, None) => {}
+            (Some(l), Some(cert), Some(key)) => match parse_addr(l) {
+                Ok(a) => {
+                    let certs = vec![CertPaths {
+                        cert: cert.clone(),
+                        key: key.clone(),
+                    }];
+                    match &mut cfg.tls {
+                        Some(t) => {
+                            t.listen = vec![a];
+                            t.certs = certs;
+                        }
+                        None => {
+                            cfg.tls = Some(TlsConfig {
+                                listen: vec![a],
+                                certs,
+                                redirect_http: false,
+                                hsts_max_age: None,
+                            })
+                        }
+                    }
+                }
+                Err(m) => flag_err("--tls-listen", m),
+            },
+            _ => flag_err(
+                "--tls-listen",
+                "--tls-listen, --tls-cert and --tls-key go together".into(),
+            ),
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}

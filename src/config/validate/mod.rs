@@ -1,0 +1,281 @@
+//! Stage two of config loading: raw structs → typed [`Config`], collecting
+//! every problem with its key path and source span.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+mod routes;
+mod tenants;
+
+use super::file::{self, Scalar};
+use super::*;
+
+/// Collects problems while validating; each check reports and moves on.
+struct Checker {
+    errors: Vec<ConfigError>,
+    /// Every upstream name the file declares, valid or not, so a route that
+    /// names a broken upstream is not reported a second time as unknown.
+    declared_upstreams: Vec<String>,
+}
+
+impl Checker {
+    fn err(&mut self, key: &str, span: Option<Range<usize>>, message: String) {
+        self.errors.push(ConfigError::new(key, span, message));
+    }
+
+    fn duration(&mut self, key: &str, v: &Option<Spanned<Scalar>>, default: Duration) -> Duration {
+        match v {
+            None => default,
+            Some(s) => parse_duration(s.get_ref()).unwrap_or_else(|m| {
+                self.err(key, Some(s.span()), m);
+                default
+            }),
+        }
+    }
+
+    fn opt_duration(&mut self, key: &str, v: &Option<Spanned<Scalar>>) -> Option<Duration> {
+        let s = v.as_ref()?;
+        match parse_duration(s.get_ref()) {
+            Ok(d) => Some(d),
+            Err(m) => {
+                self.err(key, Some(s.span()), m);
+                None
+            }
+        }
+    }
+
+    /// A size where 0 means "no limit".
+    fn limit(&mut self, key: &str, v: &Option<Spanned<Scalar>>) -> Option<u64> {
+        let s = v.as_ref()?;
+        match parse_size(s.get_ref()) {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(m) => {
+                self.err(key, Some(s.span()), m);
+                None
+            }
+        }
+    }
+
+    fn addrs(&mut self, key: &str, v: Spanned<file::OneOrMany>) -> Vec<SocketAddr> {
+        let span = v.span();
+        let mut out = Vec::new();
+        for (i, a) in v.into_inner().into_vec().iter().enumerate() {
+            match parse_addr(a) {
+                Ok(addr) => out.push(addr),
+                Err(m) => self.err(&format!("{key}[{i}]"), Some(span.clone()), m),
+            }
+        }
+        out
+    }
+}
+
+/// Parses a listen address such as `127.0.0.1:8080`, `[::1]:8080` or
+/// `localhost:8080`.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Some(port) = s.strip_prefix("localhost:") {
+        return port
+            .parse::<u16>()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], p)))
+            .map_err(|_| format!("{s:?}: invalid port"));
+    }
+    s.parse().map_err(|_| {
+        format!("{s:?} is not an address; write it like \"127.0.0.1:8080\" or \"[::1]:8080\"")
+    })
+}
+
+pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError>> {
+    let (raw, errors) = file::parse(text);
+    let mut c = Checker {
+        errors,
+        declared_upstreams: raw.upstreams.keys().cloned().collect(),
+    };
+
+    let profile = match raw
+        .profile
+        .as_ref()
+        .map(|p| (p.get_ref().as_str(), p.span()))
+    {
+        None | Some(("dev", _)) => Profile::Dev,
+        Some(("staging", _)) => Profile::Staging,
+        Some((other, span)) => {
+            c.err(
+                "profile",
+                Some(span),
+                format!("unknown profile {other:?} (known: dev, staging)"),
+            );
+            Profile::Dev
+        }
+    };
+
+    let s = raw.server;
+    let server = ServerConfig {
+        listen: match s.listen {
+            Some(l) => c.addrs("server.listen", l),
+            None => vec![defaults::listen()],
+        },
+        header_read_timeout: c.duration(
+            "server.header_read_timeout",
+            &s.header_read_timeout,
+            defaults::HEADER_READ_TIMEOUT,
+        ),
+        keep_alive: s.keep_alive.unwrap_or(true),
+        http2_prior_knowledge: s.http2_prior_knowledge.unwrap_or(true),
+        reuse_port: s.reuse_port.unwrap_or(false),
+        runtime: match s.runtime.as_ref().map(|r| (r.get_ref().as_str(), r.span())) {
+            None | Some(("per-core", _)) => RuntimeMode::PerCore,
+            Some(("threads", _)) => RuntimeMode::Threads,
+            Some((other, span)) => {
+                c.err(
+                    "server.runtime",
+                    Some(span),
+                    format!("unknown runtime {other:?} (known: per-core, threads)"),
+                );
+                RuntimeMode::PerCore
+            }
+        },
+        shutdown_timeout: c.duration(
+            "server.shutdown_timeout",
+            &s.shutdown_timeout,
+            defaults::SHUTDOWN_TIMEOUT,
+        ),
+        trusted_proxies: s
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| match parse_net(p.get_ref()) {
+                Ok(n) => Some(n),
+                Err(m) => {
+                    c.err(&format!("server.trusted_proxies[{i}]"), Some(p.span()), m);
+                    None
+                }
+            })
+            .collect(),
+    };
+
+    let default_wait = defaults::wait_for(profile);
+    let mut upstreams = BTreeMap::new();
+    for (name, u) in &raw.upstreams {
+        let key = format!("upstreams.{name}");
+        let u_span = u.span();
+        let u = u.get_ref();
+        let url = match &u.url {
+            None => {
+                c.err(&key, Some(u_span), "missing `url`".into());
+                continue;
+            }
+            Some(url) => match UpstreamUrl::parse(url.get_ref()) {
+                Ok(v) => v,
+                Err(m) => {
+                    c.err(&format!("{key}.url"), Some(url.span()), m);
+                    continue;
+                }
+            },
+        };
+        let upstream = Upstream {
+            name: name.clone(),
+            connect_timeout: c.duration(
+                &format!("{key}.connect_timeout"),
+                &u.connect_timeout,
+                defaults::CONNECT_TIMEOUT,
+            ),
+            response_timeout: c.duration(
+                &format!("{key}.response_timeout"),
+                &u.response_timeout,
+                defaults::RESPONSE_TIMEOUT,
+            ),
+            wait_for: c.duration(&format!("{key}.wait_for"), &u.wait_for, default_wait),
+            ca: u.ca.as_ref().map(|p| PathBuf::from(p.get_ref())),
+            insecure_skip_verify: u.insecure_skip_verify.unwrap_or(false),
+            url,
+        };
+        upstreams.insert(name.clone(), Arc::new(upstream));
+    }
+
+    let spa_raw = raw.spa;
+    let mut spa = SpaConfig {
+        source: SpaSource::Dir(PathBuf::from(
+            spa_raw
+                .root
+                .as_ref()
+                .map_or(defaults::SPA_ROOT, |r| r.get_ref().as_str()),
+        )),
+        history_fallback: spa_raw.history_fallback.unwrap_or(true),
+        live_reload: spa_raw.live_reload.unwrap_or(profile == Profile::Dev),
+        memory_cache: match &spa_raw.memory_cache {
+            None => defaults::MEMORY_CACHE,
+            Some(v) => parse_size(v.get_ref()).unwrap_or_else(|m| {
+                c.err("spa.memory_cache", Some(v.span()), m);
+                0
+            }),
+        },
+    };
+    if let Some(dev) = &spa_raw.dev_server {
+        if spa_raw.root.is_some() {
+            c.err(
+                "spa.dev_server",
+                Some(dev.span()),
+                "set either `root` or `dev_server`, not both".into(),
+            );
+        }
+        match UpstreamUrl::parse(dev.get_ref()) {
+            Ok(url) => {
+                spa.source = SpaSource::DevServer(defaults::DEV_SERVER_UPSTREAM.into());
+                let up = defaults::upstream(defaults::DEV_SERVER_UPSTREAM, url, profile);
+                upstreams.insert(defaults::DEV_SERVER_UPSTREAM.into(), Arc::new(up));
+            }
+            Err(m) => c.err("spa.dev_server", Some(dev.span()), m),
+        }
+    }
+
+    let routes = match raw.routes {
+        Some(rs) => routes::routes(
+            &mut c,
+            "routes",
+            rs.iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i, r.as_ref()?))),
+            &upstreams,
+        ),
+        None => defaults::routes(),
+    };
+    if routes.is_empty() && c.errors.is_empty() {
+        c.err("routes", None, "no routes: nothing would be served".into());
+    }
+
+    let tenants = tenants::tenants(&mut c, raw.tenants, &upstreams);
+    let tls = raw.tls.map(|t| tenants::tls(&mut c, t));
+
+    if c.errors.is_empty() {
+        return Ok(Config {
+            source,
+            profile,
+            server,
+            upstreams,
+            routes,
+            spa,
+            tenants,
+            tls,
+        });
+    }
+    // File order reads best; problems without a position (none today) last.
+    c.errors
+        .sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
+    Err(c.errors)
+}
+
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    if let Ok(n) = s.parse::<ipnet::IpNet>() {
+        return Ok(n);
+    }
+    s.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR like \"10.0.0.0/8\""))
+}
