@@ -8,18 +8,31 @@
 #   tests/e2e/run.sh --ws-bench      setup + WebSocket echo latency, direct vs
 #                                    portero (vs nginx if on PATH); prints a
 #                                    markdown table on stdout (tests/e2e/ws_bench.py)
+#   tests/e2e/run.sh --browser-repeat N
+#                                    full run, but the browser test N times in a
+#                                    row against the same stack (SPA copy restored
+#                                    before each); logs in out/browser-run<i>/
 #
 # See tests/e2e/README.md for the environment variables.
 set -euo pipefail
 
 MODE=full
-case "${1:-}" in
-  "") ;;
-  --backend-only) MODE=backend ;;
-  --ws-bench) MODE=wsbench ;;
-  -h|--help) sed -n '3,12p' "$0"; exit 0 ;;
-  *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
-esac
+BROWSER_REPEAT=1
+while (( $# )); do
+  case "$1" in
+    --backend-only) MODE=backend ;;
+    --ws-bench) MODE=wsbench ;;
+    --browser-repeat)
+      [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --browser-repeat needs a count >= 1" >&2; exit 2; }
+      BROWSER_REPEAT=$2; shift ;;
+    -h|--help) sed -n '3,16p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+if (( BROWSER_REPEAT > 1 )) && [[ $MODE != full ]]; then
+  echo "run.sh: --browser-repeat only applies to the full run" >&2; exit 2
+fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -300,6 +313,7 @@ rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.s
       "$OUT"/{pytest-backend,pytest-scenarios,browser,browser-console}.log "$OUT"/backend-requests.jsonl \
       "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png \
       "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md
+rm -rf "$OUT"/browser-run[0-9]*
 export E2E_OUT="$OUT"
 
 if [[ $MODE != backend && ! -x "$PORTERO_BIN" ]]; then
@@ -353,10 +367,32 @@ else
     "$PY" "$HERE/e2e_backend.py" start >/dev/null || die "could not restart Daphne"
   fi
 
-  log "running browser test (playwright-core + /usr/bin/chromium)"
-  rc=0
-  run_stage "$OUT/browser.log" 240 node "$HERE/browser/browser_test.mjs" || rc=$?
-  [[ $rc == 0 ]] && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $rc)"
+  if (( BROWSER_REPEAT == 1 )); then
+    log "running browser test (playwright-core + /usr/bin/chromium)"
+    rc=0
+    run_stage "$OUT/browser.log" 240 node "$HERE/browser/browser_test.mjs" || rc=$?
+    [[ $rc == 0 ]] && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $rc)"
+  else
+    bfailed=0
+    for i in $(seq "$BROWSER_REPEAT"); do
+      if (( i > 1 )); then
+        # The test edits the served SPA copy: put the fixture back, then give
+        # portero's watcher (50 ms quiet, 500 ms max batch) time to report
+        # it, so no stale live-reload message reaches the next run's page.
+        cp -r "$HERE/spa/." "$E2E_SPA_DIR/"
+        sleep 1.5
+      fi
+      mkdir -p "$OUT/browser-run$i"
+      log "running browser test, run $i of $BROWSER_REPEAT (playwright-core + /usr/bin/chromium)"
+      rc=0
+      run_stage "$OUT/browser-run$i/browser.log" 240 \
+        env E2E_OUT="$OUT/browser-run$i" node "$HERE/browser/browser_test.mjs" || rc=$?
+      [[ $rc == 0 ]] || { bfailed=$((bfailed + 1)); log "browser run $i failed (exit $rc)"; }
+    done
+    if (( bfailed == 0 )); then RESULT[browser]="PASS"
+    else RESULT[browser]="FAIL($bfailed of $BROWSER_REPEAT runs)"; fi
+    log "browser test: $((BROWSER_REPEAT - bfailed)) of $BROWSER_REPEAT runs passed"
+  fi
 
   if kill -0 "$PORTERO_PID" 2>/dev/null; then
     if stop_portero_checked; then RESULT[sigterm_exit0]=PASS; else RESULT[sigterm_exit0]=FAIL; fi

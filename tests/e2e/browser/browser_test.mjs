@@ -80,6 +80,14 @@ const pageState = () => ({
   sockets: (window.__sockets || []).map((s) => ({ url: s.url, readyState: s.readyState })),
 });
 
+// The injected live-reload <script> comes after the page's own blocking
+// <script src="/app.js">: while that one loads, the parser has not reached the
+// injected tag yet, although everything above it (the heading) is in the DOM.
+// So a check that reads the DOM after a navigation waits for the page's load
+// event (readyState "complete"), by which time the whole HTML has been parsed,
+// and the tag is also looked for in the HTML portero served.
+const LIVERELOAD_TAG = '<script src="/__portero/livereload.js"></script>';
+
 const liveReloadOpen = () =>
   (window.__sockets || []).some((s) => s.url.includes("/__portero/livereload") && s.readyState === 1);
 
@@ -124,6 +132,8 @@ async function main() {
     const loaded = await check("spa_loads_through_portero", async () => {
       const resp = await page.goto(`${ORIGIN}/`, { waitUntil: "load", timeout: 20_000 });
       assert(resp && resp.status() === 200, `GET / status ${resp && resp.status()}`);
+      const served = await resp.text();
+      assert(served.includes(LIVERELOAD_TAG), `GET / served HTML without ${LIVERELOAD_TAG}: ${JSON.stringify(served)}`);
       const s = await page.evaluate(pageState);
       assert(s.title === "Portero E2E v1", `unexpected heading ${JSON.stringify(s.title)}`);
       assert(s.livereloadScript, "no <script src=\"/__portero/livereload.js\"> injected into the HTML");
@@ -156,13 +166,24 @@ async function main() {
       await pollPage(page, liveReloadOpen, null, 10_000, "the live-reload WebSocket to be open");
       await page.evaluate(() => { window.__marker = "before-html-change"; });
       const navBefore = navigations;
+      // The document portero serves for the reload (main-frame navigation).
+      const reloadResponse = page.waitForResponse(
+        (r) => r.request().isNavigationRequest() && r.frame() === page.mainFrame(),
+        { timeout: RELOAD_TIMEOUT_MS });
+      reloadResponse.catch(() => {});   // awaited below; no unhandled rejection meanwhile
       const file = path.join(SPA_DIR, "index.html");
       const html = fs.readFileSync(file, "utf8");
       assert(html.includes("Portero E2E v1"), "fixture heading not found in the served copy");
       fs.writeFileSync(file, html.replace("Portero E2E v1", "Portero E2E v2 (reloaded)"));
       log(`rewrote ${file}`);
-      await pollPage(page, () => document.getElementById("title")?.textContent === "Portero E2E v2 (reloaded)",
-        null, RELOAD_TIMEOUT_MS, "the page to reload with the new heading");
+      await pollPage(page, () => document.readyState === "complete"
+          && document.getElementById("title")?.textContent === "Portero E2E v2 (reloaded)",
+        null, RELOAD_TIMEOUT_MS, "the page to reload with the new heading and fire its load event");
+      const resp = await reloadResponse;
+      assert(resp.status() === 200, `reload: GET ${resp.url()} status ${resp.status()}`);
+      const served = await resp.text();
+      assert(served.includes("Portero E2E v2 (reloaded)"), `reload served the old HTML: ${JSON.stringify(served)}`);
+      assert(served.includes(LIVERELOAD_TAG), `reload served HTML without ${LIVERELOAD_TAG}: ${JSON.stringify(served)}`);
       const s = await page.evaluate(pageState);
       assert(s.marker === null, `window.__marker survived (${s.marker}): heading changed without a reload?`);
       assert(navigations > navBefore, "no main-frame navigation observed");
@@ -170,7 +191,9 @@ async function main() {
     });
 
     await check("css_change_applied_without_reload", async () => {
-      await pollPage(page, liveReloadOpen, null, 10_000, "the live-reload WebSocket to be open (after reload)");
+      await pollPage(page, () => document.readyState === "complete"
+          && (window.__sockets || []).some((s) => s.url.includes("/__portero/livereload") && s.readyState === 1),
+        null, 10_000, "the page's load event and the live-reload WebSocket to be open (after reload)");
       const marker = `css-${Date.now()}`;
       await page.evaluate((m) => { window.__marker = m; }, marker);
       const navBefore = navigations;
