@@ -1,5 +1,6 @@
 //! Request paths byte for byte: raw UTF-8 next to percent-escapes, as the
-//! backend receives them and as the static lookup finds files.
+//! backend receives them and as the static lookup finds files, and file
+//! names the filesystem cannot take.
 
 mod support;
 
@@ -102,5 +103,29 @@ async fn non_ascii_file_names_are_found_by_raw_and_encoded_requests() {
     }
     let (status, _) = get_raw(&p, b"/files/caf%FF.txt", "*/*").await;
     assert_eq!(status, 404);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn names_the_filesystem_refuses_are_404_without_the_folder() {
+    let backend = Raw::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("a.txt"), "a").unwrap();
+    // A symlink loop: looking it up fails with ELOOP, not "not found".
+    std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+    let p = start(cfg(backend.addr, dir.path())).await;
+    let long_name = format!("/files/{}.txt", "n".repeat(300));
+    let long_path = format!("/files/{}/a.txt", vec!["d".repeat(250); 20].join("/"));
+    let long_encoded = format!("/files/{}", "%C3%A9".repeat(150));
+    let folder = dir.path().to_str().unwrap();
+    for target in [&long_name, &long_path, &long_encoded, "/files/loop"] {
+        for accept in ["*/*", "text/html"] {
+            let (status, resp) = get_raw(&p, target.as_bytes(), accept).await;
+            assert_eq!(status, 404, "{target}: {resp}");
+            assert!(!resp.contains(folder), "{target} named the folder: {resp}");
+        }
+    }
+    let (status, resp) = get_raw(&p, b"/files/a.txt", "*/*").await;
+    assert_eq!((status, body(&resp)), (200, "a"));
     p.stop().await;
 }
