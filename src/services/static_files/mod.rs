@@ -207,11 +207,14 @@ impl StaticDir {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(not_found(path));
             }
+            // Any other I/O error (a symlink loop, a name too long for this
+            // platform, a failing disk): logged here with the folder, and a
+            // plain 404 for the client, whose body names only the request
+            // path. Not 414: the request target was acceptable, the file
+            // just cannot be there.
             Err(e) => {
-                return Err(Error::Internal {
-                    what: "reading a static file",
-                    cause: e.into(),
-                });
+                tracing::warn!("static file {path} below {}: {e}", self.root.display());
+                return Err(not_found(path));
             }
         };
         if let Some(c) = &self.cache {

@@ -11,6 +11,16 @@ use percent_encoding::percent_decode_str;
 /// (RFC 8615 well-known URIs).
 const WELL_KNOWN: &str = ".well-known";
 
+/// The longest file name, in bytes, that ext4, XFS, btrfs and APFS take
+/// (NTFS: 255 UTF-16 units). A longer segment names nothing, so it is
+/// refused without asking the disk, which would answer `ENAMETOOLONG`.
+const MAX_NAME_BYTES: usize = 255;
+
+/// The longest path Linux looks up (`PATH_MAX` less the NUL). Beyond it
+/// there is nothing to find; other platforms' `ENAMETOOLONG` ends as a 404
+/// in the caller like any other I/O error.
+const MAX_PATH_BYTES: usize = 4095;
+
 /// Splits a request path (below the route prefix, already normalised by
 /// routing) into the names of the folders and file it asks for, or `None`
 /// when it must not reach the filesystem at all.
@@ -18,8 +28,8 @@ const WELL_KNOWN: &str = ".well-known";
 /// Each segment is percent-decoded once, after splitting, so an encoded
 /// slash (`%2F`) is data that makes the path invalid, never a separator.
 /// A segment is accepted only if it is a normal file name: not `.` or `..`,
-/// no slash, backslash, NUL or colon (a Windows drive or stream prefix), and
-/// not a dotfile, except the top-level `.well-known`.
+/// no slash, backslash, NUL or colon (a Windows drive or stream prefix), not
+/// a dotfile, except the top-level `.well-known`, and at most 255 bytes.
 pub fn components(path: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for raw in path.split('/') {
@@ -36,7 +46,7 @@ pub fn components(path: &str) -> Option<Vec<String>> {
 }
 
 fn is_normal_name(seg: &str, first: bool) -> bool {
-    if seg.is_empty() || seg.contains(['/', '\\', '\0', ':']) {
+    if seg.is_empty() || seg.len() > MAX_NAME_BYTES || seg.contains(['/', '\\', '\0', ':']) {
         return false;
     }
     if seg.starts_with('.') && !(first && seg == WELL_KNOWN) {
@@ -76,10 +86,14 @@ pub enum Resolution {
 ///
 /// A folder serves its `index.html`, never a listing. Symlinks are followed,
 /// and the result is accepted only if its canonical path is still below the
-/// canonical root and passes the same dotfile rule.
+/// canonical root and passes the same dotfile rule. A path longer than Linux
+/// looks up is `Missing`; other I/O errors are the caller's to answer.
 pub fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
     let mut path = root.to_path_buf();
     path.extend(comps);
+    if path.as_os_str().len() > MAX_PATH_BYTES {
+        return Ok(Resolution::Missing);
+    }
     let mut meta = match metadata(&path)? {
         Some(m) => m,
         None => return Ok(Resolution::Missing),
@@ -205,6 +219,28 @@ mod tests {
         ] {
             assert_eq!(components(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn names_longer_than_filesystems_take_are_refused() {
+        let name = |n: usize| format!("/d/{}", "n".repeat(n));
+        assert_eq!(ok(&name(255)).len(), 2);
+        assert_eq!(components(&name(256)), None);
+        assert_eq!(components(&name(300)), None);
+        // Bytes after decoding, not characters or escapes: 128 × "é" is 256.
+        assert_eq!(components(&format!("/{}", "é".repeat(128))), None);
+        assert_eq!(components(&format!("/{}", "%C3%A9".repeat(128))), None);
+        assert_eq!(ok(&format!("/{}", "%C3%A9".repeat(127))).len(), 1);
+    }
+
+    #[test]
+    fn overlong_paths_are_missing_and_lookup_errors_reach_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let deep = ok(&format!("/{}", vec!["d".repeat(250); 20].join("/")));
+        assert!(matches!(resolve(root, &deep), Ok(Resolution::Missing)));
+        std::os::unix::fs::symlink("loop", root.join("loop")).unwrap();
+        assert!(resolve(root, &ok("/loop")).is_err());
     }
 
     #[test]
