@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub mod backends;
+pub mod raw_backend;
 pub mod ws;
 
 /// A running portero. Dropping it without `stop` aborts the server task.
