@@ -121,10 +121,9 @@ async fn main() {
     }
     if let Some((mut child, _, _dir)) = nginx {
         // SIGTERM, not SIGKILL: nginx's master then stops its worker too.
-        // SAFETY: a plain libc call with the child's pid.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let _ = child.wait();
     }
 
@@ -151,17 +150,8 @@ fn mib_s(bytes: u64, d: Duration) -> f64 {
 }
 
 fn raise_fd_limit() {
-    // SAFETY: plain libc calls on a stack struct.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-            lim.rlim_cur = lim.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
+    // The soft limit up to the hard one: thousands of idle tunnels.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {

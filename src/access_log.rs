@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::http::body::{Body, BoxError};
 
 /// The fields of one access-log line, filled in as dispatch learns them.
-pub struct Entry {
+pub(crate) struct Entry {
     start: Instant,
     method: Method,
     /// The request target and `Host` as received: cheap reference-counted
@@ -28,7 +28,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new<B>(req: &Request<B>, peer: std::net::SocketAddr, start: Instant) -> Entry {
+    pub(crate) fn new<B>(req: &Request<B>, peer: std::net::SocketAddr, start: Instant) -> Entry {
         Entry {
             start,
             method: req.method().clone(),
@@ -42,7 +42,7 @@ impl Entry {
         }
     }
 
-    pub fn error(&mut self, err: &Error) {
+    pub(crate) fn error(&mut self, err: &Error) {
         self.error = Some((err.to_string(), err.fault().as_str()));
     }
 
@@ -82,7 +82,7 @@ impl Entry {
 
 /// Which route served the request. The route is kept, not its label:
 /// formatting happens only if the line is written.
-pub enum RouteLabel {
+pub(crate) enum RouteLabel {
     Fixed(&'static str),
     Route(std::sync::Arc<crate::config::Route>),
 }
@@ -97,7 +97,7 @@ impl std::fmt::Display for RouteLabel {
 }
 
 /// A response body that counts bytes and logs the entry when it ends.
-pub struct LoggedBody {
+pub(crate) struct LoggedBody {
     inner: Body,
     bytes: u64,
     /// `Some` until the line is written.
@@ -105,7 +105,7 @@ pub struct LoggedBody {
 }
 
 impl LoggedBody {
-    pub fn wrap(resp: Response<Body>, entry: Entry) -> Response<LoggedBody> {
+    pub(crate) fn wrap(resp: Response<Body>, entry: Entry) -> Response<LoggedBody> {
         let enabled = tracing::enabled!(target: "portero::access", tracing::Level::INFO)
             || (entry.error.is_some()
                 && tracing::enabled!(target: "portero::access", tracing::Level::WARN));

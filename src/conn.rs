@@ -7,7 +7,7 @@ use http::HeaderValue;
 
 /// How the client reached portero.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Transport {
+pub(crate) enum Transport {
     Plain,
     /// TLS, with the server name the client asked for (SNI), lowercased.
     Tls {
@@ -16,7 +16,7 @@ pub enum Transport {
 }
 
 #[derive(Debug, Clone)]
-pub struct Conn {
+pub(crate) struct Conn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub transport: Transport,
@@ -28,7 +28,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddr, local: SocketAddr, transport: Transport) -> Conn {
+    pub(crate) fn new(peer: SocketAddr, local: SocketAddr, transport: Transport) -> Conn {
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Conn {
@@ -40,11 +40,11 @@ impl Conn {
         }
     }
 
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self.transport, Transport::Tls { .. })
     }
 
-    pub fn sni(&self) -> Option<&str> {
+    pub(crate) fn sni(&self) -> Option<&str> {
         match &self.transport {
             Transport::Tls { sni } => sni.as_deref(),
             Transport::Plain => None,
@@ -52,7 +52,7 @@ impl Conn {
     }
 
     /// The scheme the client used.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.is_tls() { "https" } else { "http" }
     }
 }

@@ -21,7 +21,7 @@ use crate::routing::{path, tenant};
 use crate::services::{Ctx, admin, livereload, proxy, welcome};
 use crate::snapshot::{Shared, Target};
 
-pub async fn handle(
+pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,

@@ -13,7 +13,7 @@ use http::StatusCode;
 use crate::config::Upstream;
 
 /// Any error kept as the cause of another.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Which upstream an error is about: its name and URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ impl std::fmt::Display for UpstreamId {
 
 /// An error and its sources, `: `-separated, for messages that must say
 /// everything on one line.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -19,7 +19,7 @@ const QUIET: Duration = Duration::from_millis(50);
 const MAX_BATCH: Duration = Duration::from_millis(500);
 
 /// A running watch. Dropping it stops the watcher and its task.
-pub struct Watch {
+pub(crate) struct Watch {
     _stop: DropGuard,
 }
 
@@ -31,7 +31,7 @@ pub struct Watch {
 /// The parent folder is watched too, without recursion: when `root` is
 /// deleted its watch dies with it, and the parent's event for the new
 /// `root` is what re-arms the watch.
-pub fn folder<F>(root: &Path, on_change: F) -> Result<Watch, notify::Error>
+pub(crate) fn folder<F>(root: &Path, on_change: F) -> Result<Watch, notify::Error>
 where
     F: Fn(Vec<String>) + Send + 'static,
 {
@@ -70,7 +70,7 @@ where
 /// The next batch from `rx`: it starts with the next item and ends when
 /// `quiet` passes with nothing new, or `max` after it started even if items
 /// keep coming. `None` once the channel is closed or `stop` is cancelled.
-pub async fn batch<T>(
+pub(crate) async fn batch<T>(
     rx: &mut mpsc::UnboundedReceiver<T>,
     quiet: Duration,
     max: Duration,
@@ -120,7 +120,10 @@ async fn run<F>(
 /// Watches the file at `path` (which may not exist yet) and sends `()` on
 /// `tx` for every change to it. The folder is watched, not the file:
 /// editors replace files by rename, which a watch on the file would lose.
-pub fn file(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<RecommendedWatcher> {
+pub(crate) fn file(
+    path: &Path,
+    tx: mpsc::UnboundedSender<()>,
+) -> notify::Result<RecommendedWatcher> {
     let path = std::path::absolute(path).map_err(notify::Error::io)?;
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = path.file_name().map(|n| n.to_os_string());
@@ -144,7 +147,7 @@ pub fn file(path: &Path, tx: mpsc::UnboundedSender<()>) -> notify::Result<Recomm
 /// Calls `on_appear` (after the burst settles) each time something is
 /// created at `path`, by watching its parent folder without recursion.
 /// Must be called inside a Tokio runtime.
-pub fn appear<F>(path: &Path, on_appear: F) -> Result<Watch, notify::Error>
+pub(crate) fn appear<F>(path: &Path, on_appear: F) -> Result<Watch, notify::Error>
 where
     F: Fn() + Send + 'static,
 {

@@ -29,7 +29,7 @@ pub(super) fn listen() -> SocketAddr {
 }
 
 /// The upstream name a `spa.dev_server` URL is registered under.
-pub const DEV_SERVER_UPSTREAM: &str = "spa-dev-server";
+pub(super) const DEV_SERVER_UPSTREAM: &str = "spa-dev-server";
 
 /// How long requests wait for a restarting upstream: long enough for a
 /// Django autoreload in dev, never in staging where a fast 502 is better.

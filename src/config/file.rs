@@ -25,13 +25,13 @@ pub enum Scalar {
 /// `Spanned` values, so errors point at the whole value.)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 impl OneOrMany {
-    pub fn into_vec(self) -> Vec<String> {
+    pub(super) fn into_vec(self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s],
             OneOrMany::Many(v) => v,
@@ -40,7 +40,7 @@ impl OneOrMany {
 }
 
 #[derive(Debug, Default)]
-pub struct RawConfig {
+pub(super) struct RawConfig {
     pub profile: Option<Spanned<String>>,
     pub server: RawServer,
     /// Upstreams in file order of their names (BTreeMap: sorted, stable).
@@ -56,7 +56,7 @@ pub struct RawConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawServer {
+pub(super) struct RawServer {
     pub listen: Option<Spanned<OneOrMany>>,
     pub header_read_timeout: Option<Spanned<Scalar>>,
     pub keep_alive: Option<bool>,
@@ -69,7 +69,7 @@ pub struct RawServer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawUpstream {
+pub(super) struct RawUpstream {
     pub url: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<Scalar>>,
     pub response_timeout: Option<Spanned<Scalar>>,
@@ -80,7 +80,7 @@ pub struct RawUpstream {
 
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRoute {
+pub(super) struct RawRoute {
     pub prefix: Option<Spanned<String>>,
     pub exact: Option<bool>,
     pub upstream: Option<Spanned<String>>,
@@ -97,7 +97,7 @@ pub struct RawRoute {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSpa {
+pub(super) struct RawSpa {
     pub root: Option<Spanned<String>>,
     pub dev_server: Option<Spanned<String>>,
     pub history_fallback: Option<bool>,
@@ -107,7 +107,7 @@ pub struct RawSpa {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTenants {
+pub(super) struct RawTenants {
     pub base_domain: Option<Spanned<String>>,
     pub local_suffixes: Option<Vec<Spanned<String>>>,
     pub allowed_hosts: Option<Vec<Spanned<String>>>,
@@ -118,7 +118,7 @@ pub struct RawTenants {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTenantOverride {
+pub(super) struct RawTenantOverride {
     pub upstream: Option<Spanned<String>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RawRoute>>,
@@ -126,7 +126,7 @@ pub struct RawTenantOverride {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub(super) struct RawTls {
     pub listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     pub certs: Vec<Spanned<RawCert>>,
@@ -136,14 +136,14 @@ pub struct RawTls {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCert {
+pub(super) struct RawCert {
     pub cert: Option<Spanned<String>>,
     pub key: Option<Spanned<String>>,
 }
 
 /// Parses `src` into the raw shape, collecting every syntax, type and
 /// unknown-key error rather than stopping at the first.
-pub fn parse(src: &str) -> (RawConfig, Vec<ConfigError>) {
+pub(super) fn parse(src: &str) -> (RawConfig, Vec<ConfigError>) {
     let mut errors = Vec::new();
     let (doc, syntax) = DeTable::parse_recoverable(src);
     for e in syntax {

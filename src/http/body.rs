@@ -3,24 +3,24 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 
-pub use crate::error::BoxError;
+pub(crate) use crate::error::BoxError;
 
 /// A streaming response body. Unsync because hyper's own bodies are only
 /// polled from one task at a time; Send so HTTP/2 can move it between tasks.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-pub fn full(data: impl Into<Bytes>) -> Body {
+pub(crate) fn full(data: impl Into<Bytes>) -> Body {
     Full::new(data.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
 /// Wraps any body whose errors can be boxed.
-pub fn boxed<B>(body: B) -> Body
+pub(crate) fn boxed<B>(body: B) -> Body
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -30,7 +30,7 @@ where
 
 /// A small HTML page of portero's own (welcome, waiting for a build), with
 /// its length, and no body for HEAD.
-pub fn html_page(
+pub(crate) fn html_page(
     method: &http::Method,
     status: http::StatusCode,
     page: String,

@@ -40,7 +40,7 @@ fn json_body(e: &JsonError<'_>) -> String {
 
 /// The error page for `err`, in the form `accepts` asks for: HTML for
 /// browsers, JSON for API clients that ask for it, plain text otherwise.
-pub fn render(err: &Error, accepts: Accepts) -> Response<Body> {
+pub(crate) fn render(err: &Error, accepts: Accepts) -> Response<Body> {
     let status = err.status();
     let reason = status.canonical_reason().unwrap_or("Error");
     let message = err.to_string();
@@ -97,7 +97,7 @@ pub fn render(err: &Error, accepts: Accepts) -> Response<Body> {
     resp
 }
 
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -22,7 +22,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// This runs twice per proxied request, so it avoids hashing every
 /// hop-by-hop name into the map: one look-up for `Connection`, then one pass
 /// over the names present, which most messages end with.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if let Entry::Occupied(connection) = headers.entry(header::CONNECTION) {
         let mut values = connection.remove_entry_mult().1;
         // Almost always a single value; more are collected (owned, so the
@@ -46,7 +46,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The comma-separated tokens of every `name` header, trimmed (RFC 9110
 /// §5.6.1 lists); values that are not text name nothing.
-pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
+pub(crate) fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {
     headers
         .get_all(name)
         .into_iter()
@@ -56,19 +56,19 @@ pub fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &st
 }
 
 /// True when a `name` list holds `token` (case-insensitive).
-pub fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
+pub(crate) fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     tokens(headers, name).any(|t| t.eq_ignore_ascii_case(token))
 }
 
 /// True when `Connection` lists the token, e.g. `upgrade`.
-pub fn connection_has(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     has_token(headers, header::CONNECTION, token)
 }
 
 /// What the client's `Accept` says it takes, as far as portero's own
 /// answers care. The one reading of `Accept` every service uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accepts {
+pub(crate) enum Accepts {
     /// Names `text/html`: a browser navigation.
     Html,
     /// Names `application/json` (and not HTML): an API client.
@@ -80,7 +80,7 @@ pub enum Accepts {
 }
 
 impl Accepts {
-    pub fn of(headers: &HeaderMap) -> Accepts {
+    pub(crate) fn of(headers: &HeaderMap) -> Accepts {
         let (mut json, mut any) = (false, false);
         for t in tokens(headers, header::ACCEPT) {
             // The media range, without parameters such as `;q=0.8`.

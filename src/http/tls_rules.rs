@@ -14,7 +14,7 @@ use crate::http::body::{self, Body};
 /// opened for (RFC 9110 §7.4: a server must not answer for an authority the
 /// connection is not authoritative for). Connections without SNI (clients
 /// connecting to an IP literal) have nothing to compare and pass.
-pub fn check_sni(sni: Option<&str>, host: &HostName) -> Result<(), Error> {
+pub(crate) fn check_sni(sni: Option<&str>, host: &HostName) -> Result<(), Error> {
     let Some(sni) = sni else { return Ok(()) };
     // Compare normalised forms: SNI may differ from the Host header in case
     // or a trailing dot without naming another server.
@@ -41,7 +41,7 @@ pub fn check_sni(sni: Option<&str>, host: &HostName) -> Result<(), Error> {
 ///
 /// The caller has already checked that the host is one portero serves, so
 /// the redirect cannot be used to send browsers elsewhere.
-pub fn https_redirect(
+pub(crate) fn https_redirect(
     tls_conn: bool,
     host: &RequestHost,
     uri: &Uri,
@@ -71,7 +71,7 @@ pub fn https_redirect(
 /// The `Strict-Transport-Security` value for an HTTPS response, when
 /// `tls.hsts_max_age` is set. Never for `localhost`, `*.localhost` or IP
 /// hosts: browsers would pin HTTPS for every local port and project.
-pub fn hsts(host: &HostName, tls: Option<&TlsConfig>) -> Option<HeaderValue> {
+pub(crate) fn hsts(host: &HostName, tls: Option<&TlsConfig>) -> Option<HeaderValue> {
     let max_age = tls?.hsts_max_age?;
     if host.ip().is_some() || host.is_loopback() {
         return None;

@@ -25,10 +25,10 @@ use crate::conn::{Conn, Transport};
 use crate::dispatch;
 use crate::snapshot::Shared;
 
-pub type Builder = auto::Builder<TokioExecutor>;
+pub(super) type Builder = auto::Builder<TokioExecutor>;
 
 /// The builders for each kind of connection.
-pub struct Builders {
+pub(super) struct Builders {
     /// TLS connections (ALPN decides the protocol, so HTTP/2 is served there
     /// whatever `http2_prior_knowledge` says), and cleartext connections
     /// that start with the HTTP/2 preface.
@@ -41,7 +41,7 @@ pub struct Builders {
 }
 
 impl Builders {
-    pub fn new(cfg: &ServerConfig) -> Builders {
+    pub(super) fn new(cfg: &ServerConfig) -> Builders {
         let mut http1 = hyper::server::conn::http1::Builder::new();
         // Without a timer hyper silently ignores header_read_timeout.
         http1
@@ -73,7 +73,7 @@ fn auto_builder(cfg: &ServerConfig) -> Builder {
     b
 }
 
-pub async fn accept_loop(
+pub(super) async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,

@@ -25,7 +25,7 @@ pub struct UpstreamStatus {
 }
 
 /// Serves `path`; `status` is called only for the status endpoint.
-pub fn serve(
+pub(crate) fn serve(
     method: &Method,
     path: &str,
     status: impl FnOnce() -> Status,

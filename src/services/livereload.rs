@@ -53,7 +53,7 @@ impl Default for LiveReload {
 
 /// `{"type":"change","paths":[...],"css_only":bool}`. CSS-only batches let
 /// the page swap its stylesheets instead of reloading.
-pub fn change_message(paths: &[String]) -> String {
+pub(crate) fn change_message(paths: &[String]) -> String {
     let css_only = !paths.is_empty()
         && paths
             .iter()
@@ -73,12 +73,12 @@ pub fn change_message(paths: &[String]) -> String {
 }
 
 /// Whether `path` is one of live reload's own.
-pub fn owns(path: &str) -> bool {
+pub(crate) fn owns(path: &str) -> bool {
     path == LIVERELOAD_SCRIPT || path == LIVERELOAD_SOCKET
 }
 
 /// Serves `/__portero/livereload` (WebSocket) and `/__portero/livereload.js`.
-pub fn serve(
+pub(crate) fn serve(
     req: Request<Incoming>,
     livereload: &LiveReload,
     tunnels: &Tunnels,

@@ -2,13 +2,13 @@
 //! that dispatch built (what is known about the request: nothing more), and
 //! answers or fails with an [`Error`](crate::error::Error).
 
-pub mod admin;
-pub mod livereload;
-pub mod proxy;
-pub mod static_files;
-pub mod tunnel;
-pub mod upstream;
-pub mod welcome;
+pub(crate) mod admin;
+pub(crate) mod livereload;
+pub(crate) mod proxy;
+pub(crate) mod static_files;
+pub(crate) mod tunnel;
+pub(crate) mod upstream;
+pub(crate) mod welcome;
 
 use crate::config::Route;
 use crate::conn::Conn;
@@ -16,7 +16,7 @@ use crate::host::RequestHost;
 use crate::routing::tenant::Resolved;
 
 /// What dispatch learned about a request, lent to the service.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub conn: &'a Conn,
     /// The host as the client sent it (normalised, with its port).
     pub host: &'a RequestHost,
@@ -29,7 +29,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// The path below the route's prefix, always starting with `/`.
-    pub fn below_prefix(&self) -> &str {
+    pub(crate) fn below_prefix(&self) -> &str {
         let prefix = self.route.prefix.as_str();
         if prefix == "/" {
             return self.path;

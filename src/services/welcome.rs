@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::http::body::{Body, html_page};
 use crate::http::error_page::escape;
 
-pub fn serve(
+pub(crate) fn serve(
     method: &Method,
     path: &str,
     cfg: &Config,

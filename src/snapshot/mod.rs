@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
-pub use self::spa::SpaSlot;
+pub(crate) use self::spa::SpaSlot;
 use crate::config::{Config, Route, RouteTarget, SpaSource};
 use crate::routing::table::RouteTable;
 use crate::services::livereload::LiveReload;

@@ -19,7 +19,7 @@ pub use server::{CertStore, acceptor};
 
 /// The one crypto provider portero uses (ring), passed explicitly so no
 /// process-wide default has to be installed.
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 

@@ -85,7 +85,7 @@ fn resolver(tls: &TlsConfig, provider: &CryptoProvider) -> Result<SniResolver, S
 
 /// A certificate chain with its key, and the DNS names its leaf covers.
 #[derive(Debug)]
-pub struct LoadedCert {
+pub(super) struct LoadedCert {
     /// The leaf's SAN DNS names, lowercased; wildcards stay as `*.suffix`.
     pub names: Vec<String>,
     pub key: Arc<CertifiedKey>,
@@ -94,7 +94,10 @@ pub struct LoadedCert {
 /// Loads one `cert`/`key` pair. Every failure names the file at fault; an
 /// expired or not-yet-valid certificate is only a warning, because a dev
 /// setup with a stale certificate should still start.
-pub fn load_cert(paths: &CertPaths, provider: &CryptoProvider) -> Result<LoadedCert, StartupError> {
+pub(super) fn load_cert(
+    paths: &CertPaths,
+    provider: &CryptoProvider,
+) -> Result<LoadedCert, StartupError> {
     let chain = read_certs(&paths.cert)?;
     let key_der = PrivateKeyDer::from_pem_file(&paths.key).map_err(|e| match e {
         pem::Error::NoItemsFound => StartupError::NoPrivateKey {
@@ -182,14 +185,14 @@ fn normalise(name: &str) -> String {
 /// configured certificate. When several certificates claim a name the first
 /// configured wins.
 #[derive(Debug)]
-pub struct SniResolver {
+pub(super) struct SniResolver {
     certs: Vec<Arc<CertifiedKey>>,
     names: NameIndex,
 }
 
 impl SniResolver {
     /// `None` when `certs` is empty: there would be no default.
-    pub fn new(certs: Vec<LoadedCert>) -> Option<Self> {
+    pub(super) fn new(certs: Vec<LoadedCert>) -> Option<Self> {
         if certs.is_empty() {
             return None;
         }
@@ -204,7 +207,7 @@ impl SniResolver {
         Some(Self { certs: keys, names })
     }
 
-    pub fn pick(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
+    pub(super) fn pick(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {
         let i = sni.and_then(|s| self.names.lookup(s)).unwrap_or(0);
         &self.certs[i]
     }
@@ -212,14 +215,14 @@ impl SniResolver {
 
 /// Certificate indices by exact name and by wildcard suffix.
 #[derive(Debug, Default)]
-pub struct NameIndex {
+pub(super) struct NameIndex {
     exact: HashMap<String, usize>,
     /// `*.example.net` is stored under `example.net`.
     wildcard: HashMap<String, usize>,
 }
 
 impl NameIndex {
-    pub fn insert(&mut self, name: &str, cert: usize) {
+    pub(super) fn insert(&mut self, name: &str, cert: usize) {
         let name = normalise(name);
         match name.strip_prefix("*.") {
             Some(suffix) => self.wildcard.entry(suffix.to_string()),
@@ -228,7 +231,7 @@ impl NameIndex {
         .or_insert(cert);
     }
 
-    pub fn lookup(&self, sni: &str) -> Option<usize> {
+    pub(super) fn lookup(&self, sni: &str) -> Option<usize> {
         let sni = normalise(sni);
         if let Some(&i) = self.exact.get(&sni) {
             return Some(i);

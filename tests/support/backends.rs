@@ -27,7 +27,7 @@ type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 /// - `/slow?ms=N`: answers after N ms;
 /// - `/download?bytes=N`: streams N bytes in 64 KiB chunks;
 /// - `/reset`: sends headers and part of the body, then drops the connection.
-pub struct Echo {
+pub(crate) struct Echo {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     /// Connections accepted.
@@ -38,13 +38,13 @@ pub struct Echo {
 }
 
 impl Echo {
-    pub async fn start() -> Echo {
+    pub(crate) async fn start() -> Echo {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         Echo::serve(listener)
     }
 
     /// Serves on an already-bound listener (to restart on the same port).
-    pub fn serve(listener: TcpListener) -> Echo {
+    pub(crate) fn serve(listener: TcpListener) -> Echo {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let conns = Arc::new(AtomicUsize::new(0));
@@ -80,13 +80,13 @@ impl Echo {
         }
     }
 
-    pub fn hits(&self) -> usize {
+    pub(crate) fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 
     /// Stops accepting and closes the listener (connections in flight die
     /// with their tasks only when the runtime drops them).
-    pub fn stop(self) {
+    pub(crate) fn stop(self) {
         self.task.abort();
     }
 }
@@ -209,7 +209,7 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 /// Parses an echo report into (request line, headers).
-pub fn parse_report(text: &str) -> (String, Vec<(String, String)>) {
+pub(crate) fn parse_report(text: &str) -> (String, Vec<(String, String)>) {
     let mut lines = text.lines();
     let first = lines.next().unwrap_or("").to_string();
     let headers = lines
@@ -219,7 +219,7 @@ pub fn parse_report(text: &str) -> (String, Vec<(String, String)>) {
     (first, headers)
 }
 
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -228,14 +228,14 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 
 /// A raw TCP backend: records the bytes of each request head (and any body
 /// bytes that arrive with it) and answers a fixed small response.
-pub struct Raw {
+pub(crate) struct Raw {
     pub addr: SocketAddr,
     pub received: mpsc::UnboundedReceiver<Vec<u8>>,
     task: JoinHandle<()>,
 }
 
 impl Raw {
-    pub async fn start() -> Raw {
+    pub(crate) async fn start() -> Raw {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, received) = mpsc::unbounded_channel();

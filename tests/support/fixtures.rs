@@ -9,12 +9,12 @@ use portero::Config;
 use tempfile::TempDir;
 
 /// The content of `secret.txt`, which sits next to the served root.
-pub const SECRET: &str = "portero-test-secret-outside-the-root-7d1f3a";
+pub(crate) const SECRET: &str = "portero-test-secret-outside-the-root-7d1f3a";
 /// Markers inside dotfiles of the fixture, which must never be served.
-pub const DOTENV_MARKER: &str = "fixture-dotenv-must-not-leak";
-pub const GIT_MARKER: &str = "fixture-git-config-must-not-leak";
+pub(crate) const DOTENV_MARKER: &str = "fixture-dotenv-must-not-leak";
+pub(crate) const GIT_MARKER: &str = "fixture-git-config-must-not-leak";
 
-pub struct Spa {
+pub(crate) struct Spa {
     /// Holds `dist/` (the root) and `secret.txt`; removed on drop.
     pub dir: TempDir,
     pub root: PathBuf,
@@ -22,23 +22,23 @@ pub struct Spa {
 
 impl Spa {
     /// A file below the root.
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     /// The committed fixture file's bytes.
-    pub fn original(rel: &str) -> Vec<u8> {
+    pub(crate) fn original(rel: &str) -> Vec<u8> {
         fs::read(fixture_root().join(rel)).unwrap()
     }
 
     /// A config serving this root at `/` (plus `extra` TOML appended to
     /// `[spa]`, e.g. `live_reload = false`).
-    pub fn config(&self, spa_extra: &str) -> Config {
+    pub(crate) fn config(&self, spa_extra: &str) -> Config {
         self.config_with_routes("", spa_extra)
     }
 
     /// As [`Spa::config`], with extra `[[routes]]` before the SPA's.
-    pub fn config_with_routes(&self, routes: &str, spa_extra: &str) -> Config {
+    pub(crate) fn config_with_routes(&self, routes: &str, spa_extra: &str) -> Config {
         super::config(&format!(
             "[server]\nshutdown_timeout = \"2s\"\n\n{routes}\n[[routes]]\nprefix = \"/\"\nspa = true\n\n\
              [spa]\nroot = {root:?}\n{spa_extra}\n",
@@ -47,7 +47,7 @@ impl Spa {
     }
 }
 
-pub fn fixture_root() -> PathBuf {
+pub(crate) fn fixture_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/spa")
 }
 
@@ -56,7 +56,7 @@ pub fn fixture_root() -> PathBuf {
 /// - `escape.txt` → `../secret.txt` and `outside/` → `..` (symlinks out);
 /// - `linked.js` → `app.3f9a1c2b.js` (a symlink that stays inside);
 /// - `env-link.txt` → `.env` (a symlink into a dotfile).
-pub fn spa() -> Spa {
+pub(crate) fn spa() -> Spa {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("dist");
     copy_dir(&fixture_root(), &root);

@@ -2,7 +2,7 @@
 //! it with a plain HTTP client or raw bytes.
 #![allow(dead_code)]
 
-pub mod fixtures;
+pub(crate) mod fixtures;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,12 +17,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub mod backends;
-pub mod raw_backend;
-pub mod ws;
+pub(crate) mod backends;
+pub(crate) mod raw_backend;
+pub(crate) mod ws;
 
 /// A running portero. Dropping it without `stop` aborts the server task.
-pub struct Portero {
+pub(crate) struct Portero {
     pub addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -30,16 +30,19 @@ pub struct Portero {
 
 /// Config text with the `[server]` section defaulted for tests: callers
 /// give the rest. Listen addresses are ignored: tests bind port 0.
-pub fn config(text: &str) -> Config {
+pub(crate) fn config(text: &str) -> Config {
     Config::from_str(text, Source::Embedded).unwrap_or_else(|e| panic!("test config invalid:\n{e}"))
 }
 
-pub async fn start(config: Config) -> Portero {
+pub(crate) async fn start(config: Config) -> Portero {
     start_reloading(config, None).await
 }
 
 /// Starts portero with hot reload from `reloader`'s file.
-pub async fn start_reloading(config: Config, reloader: Option<portero::Reloader>) -> Portero {
+pub(crate) async fn start_reloading(
+    config: Config,
+    reloader: Option<portero::Reloader>,
+) -> Portero {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let listeners = portero::Listeners {
@@ -62,7 +65,7 @@ pub async fn start_reloading(config: Config, reloader: Option<portero::Reloader>
 }
 
 /// Starts portero with the default config, the backend pointed at `backend`.
-pub async fn start_default(backend: SocketAddr) -> Portero {
+pub(crate) async fn start_default(backend: SocketAddr) -> Portero {
     let mut c = Config::embedded();
     portero::config::Overrides {
         backend: Some(format!("http://{backend}")),
@@ -74,20 +77,20 @@ pub async fn start_default(backend: SocketAddr) -> Portero {
 }
 
 impl Portero {
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Begins graceful shutdown; the returned handle completes when portero
     /// has drained.
-    pub fn begin_stop(&mut self) -> JoinHandle<()> {
+    pub(crate) fn begin_stop(&mut self) -> JoinHandle<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         self.task.take().expect("not stopped twice")
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let h = self.begin_stop();
         tokio::time::timeout(Duration::from_secs(30), h)
             .await
@@ -104,23 +107,28 @@ impl Drop for Portero {
     }
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
 impl Reply {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// One request through a fresh hyper client. `headers` may include `host`.
-pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+pub(crate) async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let mut req = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
@@ -140,12 +148,12 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[
     }
 }
 
-pub async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+pub(crate) async fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
     request("GET", url, headers, b"").await
 }
 
 /// Sends raw bytes and reads until the server closes or `timeout` passes.
-pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+pub(crate) async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
@@ -154,7 +162,7 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
 }
 
 /// Reads one HTTP/1.1 response head (through the blank line) from `s`.
-pub async fn read_head(s: &mut TcpStream) -> String {
+pub(crate) async fn read_head(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -172,4 +180,4 @@ pub async fn read_head(s: &mut TcpStream) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-pub mod tls;
+pub(crate) mod tls;

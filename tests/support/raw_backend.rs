@@ -22,7 +22,7 @@ const IDLE_GAP: Duration = Duration::from_millis(300);
 
 /// What the backend does with each request.
 #[derive(Clone, Debug)]
-pub struct Script {
+pub(crate) struct Script {
     /// Written back, byte for byte, after each request.
     pub reply: Vec<u8>,
     /// Close the connection after replying (otherwise wait for the next
@@ -32,7 +32,7 @@ pub struct Script {
 
 impl Script {
     /// `200 OK`, body `ok`, connection kept alive.
-    pub fn ok() -> Script {
+    pub(crate) fn ok() -> Script {
         Script {
             reply: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
             close: false,
@@ -42,20 +42,20 @@ impl Script {
 
 /// One request as received.
 #[derive(Clone, Debug)]
-pub struct Received {
+pub(crate) struct Received {
     pub bytes: Vec<u8>,
     /// The head ended and the body ended by its own framing.
     pub complete: bool,
 }
 
-pub struct RawBackend {
+pub(crate) struct RawBackend {
     pub addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
     task: JoinHandle<()>,
 }
 
 impl RawBackend {
-    pub async fn start(script: Script) -> RawBackend {
+    pub(crate) async fn start(script: Script) -> RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -77,7 +77,7 @@ impl RawBackend {
     }
 
     /// Every request received so far, in the order they were read.
-    pub fn received(&self) -> Vec<Received> {
+    pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
 }
@@ -211,14 +211,14 @@ async fn drain(s: &mut TcpStream, buf: &mut Vec<u8>) -> Received {
     }
 }
 
-pub enum Chunked {
+pub(crate) enum Chunked {
     End(usize),
     More,
     Bad,
 }
 
 /// Where a chunked body starting at `b[0]` ends (trailers included).
-pub fn chunked_end(b: &[u8]) -> Chunked {
+pub(crate) fn chunked_end(b: &[u8]) -> Chunked {
     let mut i = 0;
     loop {
         let Some(eol) = b[i..].windows(2).position(|w| w == b"\r\n") else {

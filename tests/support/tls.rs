@@ -22,7 +22,7 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use super::Portero;
 
 /// A CA made for one test.
-pub struct TestCa {
+pub(crate) struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
@@ -33,20 +33,20 @@ impl Default for TestCa {
 }
 
 impl TestCa {
-    pub fn new() -> TestCa {
+    pub(crate) fn new() -> TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
         TestCa { issuer }
     }
 
-    pub fn pem(&self) -> String {
+    pub(crate) fn pem(&self) -> String {
         self.issuer.pem()
     }
 
     /// Issues a certificate for `names` and writes `<stem>.pem` and
     /// `<stem>-key.pem` into `dir`.
-    pub fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> CertPaths {
+    pub(crate) fn issue(&self, dir: &Path, stem: &str, names: &[&str]) -> CertPaths {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let params = CertificateParams::new(names).unwrap();
         let key = KeyPair::generate().unwrap();
@@ -63,7 +63,7 @@ impl TestCa {
 
 /// A `[tls]` section for `certs`; the listen address is replaced by the
 /// bound one when portero starts.
-pub fn tls_config(certs: Vec<CertPaths>) -> TlsConfig {
+pub(crate) fn tls_config(certs: Vec<CertPaths>) -> TlsConfig {
     TlsConfig {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         certs,
@@ -73,28 +73,28 @@ pub fn tls_config(certs: Vec<CertPaths>) -> TlsConfig {
 }
 
 /// A running portero with a plain and a TLS listener.
-pub struct TlsPortero {
+pub(crate) struct TlsPortero {
     pub portero: Portero,
     pub tls_addr: SocketAddr,
 }
 
 impl TlsPortero {
-    pub fn plain_addr(&self) -> SocketAddr {
+    pub(crate) fn plain_addr(&self) -> SocketAddr {
         self.portero.addr
     }
 
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.portero.stop().await
     }
 }
 
 /// Starts portero with `config` and `tls`, both listeners on 127.0.0.1:0.
-pub async fn start_tls(config: Config, tls: TlsConfig) -> TlsPortero {
+pub(crate) async fn start_tls(config: Config, tls: TlsConfig) -> TlsPortero {
     start_tls_reloading(config, tls, None).await
 }
 
 /// [`start_tls`], reloading from `reloader`'s file when it changes.
-pub async fn start_tls_reloading(
+pub(crate) async fn start_tls_reloading(
     mut config: Config,
     tls: TlsConfig,
     reloader: Option<portero::Reloader>,
@@ -128,7 +128,7 @@ pub async fn start_tls_reloading(
 
 /// A client config that accepts any server certificate (the tests inspect
 /// the certificate themselves) and offers `alpn`.
-pub fn accept_any(alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn accept_any(alpn: &[&[u8]]) -> Arc<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -143,7 +143,7 @@ pub fn accept_any(alpn: &[&[u8]]) -> Arc<ClientConfig> {
 }
 
 /// A client config that verifies properly against `ca_pem` only.
-pub fn trusting(ca_pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+pub(crate) fn trusting(ca_pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
@@ -161,7 +161,7 @@ pub fn trusting(ca_pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
 
 /// Opens a TLS connection to `addr`. `server_name` is sent as SNI when it
 /// is a DNS name; an IP literal sends none, as browsers do.
-pub async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     server_name: &str,
     cfg: Arc<ClientConfig>,
@@ -175,7 +175,7 @@ pub async fn connect(
 }
 
 /// The SAN DNS names of the certificate the server presented.
-pub fn peer_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
+pub(crate) fn peer_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
     let certs = stream
         .get_ref()
         .1
@@ -198,7 +198,7 @@ pub fn peer_names(stream: &TlsStream<TcpStream>) -> Vec<String> {
 }
 
 /// The protocol ALPN settled on, as text.
-pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<String> {
+pub(crate) fn alpn(stream: &TlsStream<TcpStream>) -> Option<String> {
     stream
         .get_ref()
         .1
@@ -206,7 +206,7 @@ pub fn alpn(stream: &TlsStream<TcpStream>) -> Option<String> {
         .map(|p| String::from_utf8_lossy(p).into_owned())
 }
 
-pub struct TlsReply {
+pub(crate) struct TlsReply {
     pub version: http::Version,
     pub status: u16,
     pub headers: http::HeaderMap,
@@ -214,14 +214,14 @@ pub struct TlsReply {
 }
 
 impl TlsReply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// One GET over an established TLS stream: HTTP/2 when ALPN chose `h2`,
 /// HTTP/1.1 otherwise. `host` is the `Host` header (`:authority` on h2).
-pub async fn get(stream: TlsStream<TcpStream>, host: &str, path: &str) -> TlsReply {
+pub(crate) async fn get(stream: TlsStream<TcpStream>, host: &str, path: &str) -> TlsReply {
     let h2 = alpn(&stream).as_deref() == Some("h2");
     let io = TokioIo::new(stream);
     let exchange = async {
@@ -258,7 +258,10 @@ pub async fn get(stream: TlsStream<TcpStream>, host: &str, path: &str) -> TlsRep
 
 /// An HTTPS backend on 127.0.0.1:0 with a certificate for `127.0.0.1`
 /// issued by `ca`; answers every request with `tls backend saw <Host>`.
-pub async fn https_backend(ca: &TestCa, dir: &Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn https_backend(
+    ca: &TestCa,
+    dir: &Path,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     use rustls_pki_types::PrivateKeyDer;
     use rustls_pki_types::pem::PemObject;
     let paths = ca.issue(dir, "backend", &["127.0.0.1"]);

@@ -15,7 +15,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// What the backend saw in the last handshake.
 #[derive(Debug, Default, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub host: Option<String>,
     pub origin: Option<String>,
     pub path: String,
@@ -25,7 +25,7 @@ pub struct Seen {
 /// subprotocols gets the first it offers; everything else echoes every
 /// message (pings are answered by tungstenite itself; close frames echo
 /// their code).
-pub struct WsEcho {
+pub(crate) struct WsEcho {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Seen>>,
     task: JoinHandle<()>,
@@ -33,7 +33,7 @@ pub struct WsEcho {
 }
 
 impl WsEcho {
-    pub async fn start() -> WsEcho {
+    pub(crate) async fn start() -> WsEcho {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
@@ -97,7 +97,7 @@ impl WsEcho {
     }
 
     /// Kills the server and every open connection, as a crashed backend would.
-    pub fn kill(&self) {
+    pub(crate) fn kill(&self) {
         self.task.abort();
         for h in self.conns.lock().unwrap().drain(..) {
             h.abort();
@@ -111,10 +111,10 @@ impl Drop for WsEcho {
     }
 }
 
-pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Connects through portero at `addr` with the given Host, path and extra headers.
-pub async fn connect(
+pub(crate) async fn connect(
     addr: SocketAddr,
     host: &str,
     path: &str,

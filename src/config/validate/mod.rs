@@ -78,7 +78,7 @@ impl Checker {
 
 /// Parses a listen address such as `127.0.0.1:8080`, `[::1]:8080` or
 /// `localhost:8080`.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+pub(super) fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Some(port) = s.strip_prefix("localhost:") {
         return port
             .parse::<u16>()

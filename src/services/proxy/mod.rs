@@ -41,7 +41,7 @@ impl Rules {
 }
 
 /// Where a proxied request goes and what it may use on the way.
-pub struct Via<'a> {
+pub(crate) struct Via<'a> {
     pub pool: &'a Arc<Pool>,
     pub rules: &'a Rules,
     pub tunnels: &'a Tunnels,
@@ -49,7 +49,7 @@ pub struct Via<'a> {
 
 /// Forwards `req` to the upstream behind `via` and streams the answer back;
 /// an upgrade the route allows becomes a tunnel.
-pub async fn forward(
+pub(crate) async fn forward(
     mut req: Request<Incoming>,
     ctx: &Ctx<'_>,
     via: Via<'_>,

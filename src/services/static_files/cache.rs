@@ -27,7 +27,7 @@ const MAX_KEYS: usize = 20_000;
 /// One file, ready to answer for: its representations and the headers they
 /// share.
 #[derive(Debug)]
-pub struct Entry {
+pub(super) struct Entry {
     pub content_type: HeaderValue,
     pub cache_control: HeaderValue,
     pub last_modified: HeaderValue,
@@ -40,7 +40,7 @@ pub struct Entry {
 
 impl Entry {
     /// Whether the response depends on `Accept-Encoding` (`Vary`).
-    pub fn has_variants(&self) -> bool {
+    pub(super) fn has_variants(&self) -> bool {
         self.br.is_some() || self.gzip.is_some()
     }
 
@@ -57,7 +57,7 @@ impl Entry {
 
 /// One representation (identity or a precompressed variant).
 #[derive(Debug)]
-pub struct Repr {
+pub(super) struct Repr {
     /// A strong entity tag, different per representation.
     pub etag: HeaderValue,
     pub len: u64,
@@ -68,7 +68,7 @@ pub struct Repr {
 }
 
 #[derive(Debug)]
-pub enum Source {
+pub(super) enum Source {
     /// Cloned per request: a reference count, no copy.
     Memory(Bytes),
     /// Streamed from the file on every request.
@@ -80,7 +80,7 @@ pub enum Source {
 /// otherwise it streams from disk and its ETag comes from size and mtime.
 /// With `inject`, HTML gets the live-reload script and is served only as
 /// identity: precompressed HTML would be the stale, uninjected page.
-pub fn build(found: &Found, budget: u64, inject: bool) -> io::Result<Entry> {
+pub(super) fn build(found: &Found, budget: u64, inject: bool) -> io::Result<Entry> {
     let modified = found
         .meta
         .modified()
@@ -174,7 +174,7 @@ fn fnv1a(data: &[u8]) -> u64 {
 
 /// Inserts the live-reload script before the last `</body>` (any case), or
 /// appends it when the page has none.
-pub fn inject_script(page: &[u8]) -> Vec<u8> {
+pub(super) fn inject_script(page: &[u8]) -> Vec<u8> {
     let tag = LIVERELOAD_TAG.as_bytes();
     let at = page
         .windows(7)
@@ -189,7 +189,7 @@ pub fn inject_script(page: &[u8]) -> Vec<u8> {
 
 /// The map from request path (below the route prefix) to its entry, or to
 /// `None` when nothing is there. Filled lazily; cleared by the watcher.
-pub struct Cache {
+pub(super) struct Cache {
     inner: RwLock<Inner>,
     budget: u64,
 }
@@ -203,7 +203,7 @@ struct Inner {
 }
 
 impl Cache {
-    pub fn new(budget: u64) -> Self {
+    pub(super) fn new(budget: u64) -> Self {
         Cache {
             inner: RwLock::new(Inner {
                 generation: 0,
@@ -215,19 +215,19 @@ impl Cache {
     }
 
     /// The hot path: one read-locked hash lookup.
-    pub fn get(&self, path: &str) -> Option<Option<Arc<Entry>>> {
+    pub(super) fn get(&self, path: &str) -> Option<Option<Arc<Entry>>> {
         self.read().map.get(path).cloned()
     }
 
     /// The generation to build against, and the memory budget left.
-    pub fn ticket(&self) -> (u64, u64) {
+    pub(super) fn ticket(&self) -> (u64, u64) {
         let inner = self.read();
         (inner.generation, self.budget.saturating_sub(inner.used))
     }
 
     /// Stores what was built for `path` at `generation`, unless the folder
     /// changed meanwhile or the entry no longer fits.
-    pub fn insert(&self, path: &str, generation: u64, value: Option<Arc<Entry>>) {
+    pub(super) fn insert(&self, path: &str, generation: u64, value: Option<Arc<Entry>>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.generation != generation || inner.map.len() >= MAX_KEYS {
             return;
@@ -242,7 +242,7 @@ impl Cache {
         }
     }
 
-    pub fn invalidate(&self) {
+    pub(super) fn invalidate(&self) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.generation += 1;
         inner.map.clear();

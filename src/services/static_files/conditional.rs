@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 use http::{HeaderMap, HeaderValue, Method, header};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Precondition {
+pub(super) enum Precondition {
     /// Serve the representation (Range handling, step 5, comes next).
     Proceed,
     /// 304 Not Modified.
@@ -19,7 +19,7 @@ pub enum Precondition {
 /// that exists, with strong entity tag `etag` and Last-Modified
 /// `last_modified` (seconds since the epoch). Step 5 (If-Range) belongs to
 /// Range handling and is done by the caller.
-pub fn evaluate(
+pub(super) fn evaluate(
     method: &Method,
     headers: &HeaderMap,
     etag: &HeaderValue,
@@ -113,7 +113,7 @@ fn etag_list_matches(list: &[u8], etag: &[u8], cmp: Comparison) -> bool {
 }
 
 /// An HTTP date as whole seconds since the epoch.
-pub fn http_date(v: &HeaderValue) -> Option<u64> {
+pub(super) fn http_date(v: &HeaderValue) -> Option<u64> {
     let t = httpdate::parse_http_date(v.to_str().ok()?).ok()?;
     Some(t.duration_since(UNIX_EPOCH).ok()?.as_secs())
 }

@@ -2,17 +2,24 @@
 //! (RFC 9110 §12.5.3).
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Coding {
+pub(super) enum Coding {
     Br,
     Gzip,
     Identity,
+}
+
+/// Which precompressed variants a file has.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Variants {
+    pub br: bool,
+    pub gzip: bool,
 }
 
 /// The best coding the client accepts among those available, by q-value;
 /// ties go to the smaller (br, then gzip, then identity). A coding with
 /// `q=0` is never chosen. With no header the client gets identity: any
 /// coding would be allowed, but old clients that omit it rarely decode.
-pub fn preferred(accept: Option<&[u8]>, has_br: bool, has_gzip: bool) -> Coding {
+pub(super) fn preferred(accept: Option<&[u8]>, available: Variants) -> Coding {
     let Some(accept) = accept.and_then(|a| std::str::from_utf8(a).ok()) else {
         return Coding::Identity;
     };
@@ -41,8 +48,12 @@ pub fn preferred(accept: Option<&[u8]>, has_br: bool, has_gzip: bool) -> Coding 
         };
         *slot = Some(q);
     }
-    let br = if has_br { br.or(star).unwrap_or(0) } else { 0 };
-    let gzip = if has_gzip {
+    let br = if available.br {
+        br.or(star).unwrap_or(0)
+    } else {
+        0
+    };
+    let gzip = if available.gzip {
         gzip.or(star).unwrap_or(0)
     } else {
         0
@@ -75,10 +86,19 @@ fn qvalue(v: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const BOTH: Variants = Variants {
+        br: true,
+        gzip: true,
+    };
+    const GZIP: Variants = Variants {
+        br: false,
+        gzip: true,
+    };
     use Coding::*;
 
     fn pick(h: Option<&str>) -> Coding {
-        preferred(h.map(str::as_bytes), true, true)
+        preferred(h.map(str::as_bytes), BOTH)
     }
 
     #[test]
@@ -98,9 +118,18 @@ mod tests {
         assert_eq!(pick(Some("gzip;q=0.5, identity;q=0")), Gzip);
         assert_eq!(pick(Some("br;q=bogus, gzip")), Gzip);
         assert_eq!(pick(Some("deflate")), Identity);
-        assert_eq!(preferred(Some(b"br, gzip"), false, true), Gzip);
-        assert_eq!(preferred(Some(b"br"), false, true), Identity);
-        assert_eq!(preferred(Some(b"br, gzip"), false, false), Identity);
+        assert_eq!(preferred(Some(b"br, gzip"), GZIP), Gzip);
+        assert_eq!(preferred(Some(b"br"), GZIP), Identity);
+        assert_eq!(
+            preferred(
+                Some(b"br, gzip"),
+                Variants {
+                    br: false,
+                    gzip: false
+                }
+            ),
+            Identity
+        );
     }
 
     #[test]

@@ -273,8 +273,10 @@ async fn respond(
     let coding = if entry.has_variants() {
         encoding::preferred(
             headers.get(header::ACCEPT_ENCODING).map(|v| v.as_bytes()),
-            entry.br.is_some(),
-            entry.gzip.is_some(),
+            encoding::Variants {
+                br: entry.br.is_some(),
+                gzip: entry.gzip.is_some(),
+            },
         )
     } else {
         Coding::Identity

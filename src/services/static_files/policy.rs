@@ -3,12 +3,12 @@
 
 use http::HeaderValue;
 
-pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
-pub const NO_CACHE: &str = "no-cache";
+pub(super) const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+pub(super) const NO_CACHE: &str = "no-cache";
 
 /// `Content-Type` from the extension, with `charset=utf-8` for text types
 /// (build tools emit UTF-8; without a charset browsers guess).
-pub fn content_type(name: &str) -> HeaderValue {
+pub(super) fn content_type(name: &str) -> HeaderValue {
     let mime = mime_guess::from_path(name).first_or_octet_stream();
     let textual = mime.type_() == mime_guess::mime::TEXT
         || matches!(mime.subtype().as_str(), "javascript" | "json" | "xml")
@@ -21,7 +21,7 @@ pub fn content_type(name: &str) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("application/octet-stream"))
 }
 
-pub fn is_html(name: &str) -> bool {
+pub(super) fn is_html(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.ends_with(".html") || lower.ends_with(".htm")
 }
@@ -29,7 +29,7 @@ pub fn is_html(name: &str) -> bool {
 /// `Cache-Control`: content-hashed names never change, so browsers may keep
 /// them for a year without asking; everything else (index.html above all)
 /// must be revalidated on every use.
-pub fn cache_control(name: &str) -> HeaderValue {
+pub(super) fn cache_control(name: &str) -> HeaderValue {
     HeaderValue::from_static(if is_hashed(name) && !is_html(name) {
         IMMUTABLE
     } else {
@@ -45,7 +45,7 @@ pub fn cache_control(name: &str) -> HeaderValue {
 ///   base64url characters (`index-BxY3zK9a.js`). Random base64 looks
 ///   nothing like a word, so an all-lowercase or capitalised tail
 ///   (`about-settings.js`, `x-Settings.js`) is not taken for a hash.
-pub fn is_hashed(name: &str) -> bool {
+pub(super) fn is_hashed(name: &str) -> bool {
     let stem = match name.rfind('.') {
         Some(i) if i > 0 => &name[..i],
         _ => return false,

@@ -5,7 +5,7 @@ use std::ops::Range;
 use http::HeaderValue;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Ranged {
+pub(super) enum Ranged {
     /// No usable Range: serve the whole representation with 200. Multiple
     /// ranges land here too: a full 200 bounds the work a request can ask
     /// for, which RFC 9110 §14.2 allows.
@@ -17,7 +17,7 @@ pub enum Ranged {
 
 /// Parses a `Range` header against a representation of `len` bytes.
 /// An invalid header is ignored (§14.2: "MAY ignore").
-pub fn parse(header: &[u8], len: u64) -> Ranged {
+pub(super) fn parse(header: &[u8], len: u64) -> Ranged {
     let Ok(header) = std::str::from_utf8(header) else {
         return Ranged::Full;
     };
@@ -65,7 +65,11 @@ pub fn parse(header: &[u8], len: u64) -> Ranged {
 
 /// RFC 9110 §13.1.5: the Range applies only if `If-Range` still matches the
 /// representation: its strong entity tag, or exactly its Last-Modified date.
-pub fn if_range_matches(if_range: &HeaderValue, etag: &HeaderValue, last_modified: u64) -> bool {
+pub(super) fn if_range_matches(
+    if_range: &HeaderValue,
+    etag: &HeaderValue,
+    last_modified: u64,
+) -> bool {
     let v = if_range.as_bytes();
     if v.starts_with(b"\"") {
         return v == etag.as_bytes();

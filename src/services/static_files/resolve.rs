@@ -30,7 +30,7 @@ const MAX_PATH_BYTES: usize = 4095;
 /// A segment is accepted only if it is a normal file name: not `.` or `..`,
 /// no slash, backslash, NUL or colon (a Windows drive or stream prefix), not
 /// a dotfile, except the top-level `.well-known`, and at most 255 bytes.
-pub fn components(path: &str) -> Option<Vec<String>> {
+pub(super) fn components(path: &str) -> Option<Vec<String>> {
     let mut out = Vec::new();
     for raw in path.split('/') {
         if raw.is_empty() {
@@ -62,7 +62,7 @@ fn is_normal_name(seg: &str, first: bool) -> bool {
 
 /// A regular file found below the root, with its precompressed siblings.
 #[derive(Debug)]
-pub struct Found {
+pub(super) struct Found {
     pub path: PathBuf,
     /// The file name that decides type and cache policy (`index.html` for a
     /// folder request).
@@ -73,7 +73,7 @@ pub struct Found {
 }
 
 #[derive(Debug)]
-pub enum Resolution {
+pub(super) enum Resolution {
     File(Box<Found>),
     /// Nothing there: the history fallback may apply.
     Missing,
@@ -88,7 +88,7 @@ pub enum Resolution {
 /// and the result is accepted only if its canonical path is still below the
 /// canonical root and passes the same dotfile rule. A path longer than Linux
 /// looks up is `Missing`; other I/O errors are the caller's to answer.
-pub fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
+pub(super) fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
     let mut path = root.to_path_buf();
     path.extend(comps);
     if path.as_os_str().len() > MAX_PATH_BYTES {

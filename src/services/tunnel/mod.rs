@@ -41,14 +41,14 @@ impl Tunnels {
 
 /// An upgrade request as RFC 9110 §7.8 defines it: HTTP/1.1, an `Upgrade`
 /// header, and `Connection: upgrade`. (HTTP/2 cannot carry one.)
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && connection_has(req.headers(), "upgrade")
 }
 
 /// Forwards the handshake (headers already prepared) and, on 101, splices.
-pub async fn open(
+pub(crate) async fn open(
     mut req: Request<Incoming>,
     ctx: &Ctx<'_>,
     pool: &Arc<Pool>,

@@ -28,7 +28,7 @@ const CHUNK: usize = 16 * 1024;
 
 /// Copies until both directions are done; returns bytes (client→upstream,
 /// upstream→client).
-pub async fn run(
+pub(super) async fn run(
     client: Upgraded,
     upstream: Upgraded,
     idle: Option<Duration>,

@@ -14,13 +14,13 @@ use super::pool::{Pool, Sender};
 /// An upstream response body. The connection goes back to the pool only
 /// when the body was read to its end; a body dropped early (client gone)
 /// takes its connection with it, so a half-read response is never reused.
-pub struct PooledBody {
+pub(super) struct PooledBody {
     inner: Incoming,
     conn: Option<(Sender, Arc<Pool>)>,
 }
 
 impl PooledBody {
-    pub fn new(inner: Incoming, sender: Sender, pool: Arc<Pool>) -> Self {
+    pub(super) fn new(inner: Incoming, sender: Sender, pool: Arc<Pool>) -> Self {
         PooledBody {
             inner,
             conn: Some((sender, pool)),

@@ -11,7 +11,7 @@ use http::Response;
 use hyper::body::Incoming;
 
 use self::body::PooledBody;
-pub use self::pool::{ConnectError, Pool, Sender, set_worker};
+pub(crate) use self::pool::{ConnectError, Pool, Sender, set_worker};
 use super::Ctx;
 use crate::config::Upstream;
 use crate::error::Error;
@@ -19,13 +19,13 @@ use crate::http::body::{Body, boxed};
 use crate::http::rewrite;
 
 /// The pool for one upstream, with an idle list for each of `workers`.
-pub fn pool(up: &Arc<Upstream>, workers: usize) -> Arc<Pool> {
+pub(crate) fn pool(up: &Arc<Upstream>, workers: usize) -> Arc<Pool> {
     Arc::new(Pool::new(up.clone(), tls_for(up), workers))
 }
 
 /// A new connection to the pool's upstream, holding on while the upstream
 /// refuses connections (it is restarting) for up to its `wait_for`.
-pub async fn connect_waiting(pool: &Pool, upgrades: bool) -> Result<Sender, Error> {
+pub(crate) async fn connect_waiting(pool: &Pool, upgrades: bool) -> Result<Sender, Error> {
     let up = &pool.upstream;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
@@ -58,7 +58,7 @@ pub async fn connect_waiting(pool: &Pool, upgrades: bool) -> Result<Sender, Erro
 /// Strips hop-by-hop headers from the upstream's response, rewrites its
 /// self-references, and streams its body (returning the connection to the
 /// pool when the body ends, when `sender` is given).
-pub fn finish_response(
+pub(crate) fn finish_response(
     resp: Response<Incoming>,
     sender: Option<(Sender, Arc<Pool>)>,
     ctx: &Ctx<'_>,

@@ -32,7 +32,7 @@ const MAX_IDLE: usize = 256;
 /// cheaper than a failed request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub type Sender = SendRequest<Body>;
+pub(crate) type Sender = SendRequest<Body>;
 
 /// Why a connection to the upstream could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ thread_local! {
 }
 
 /// Marks this thread as worker `id` (runtime per core); 0 otherwise.
-pub fn set_worker(id: usize) {
+pub(crate) fn set_worker(id: usize) {
     WORKER.set(id);
 }
 
