@@ -82,6 +82,7 @@ fn headers(c: &mut Criterion) {
                     trusted_peer: false,
                     tenant: Some((&tenant_header, "acme")),
                     tenant_header: Some(&tenant_header),
+                    underscores: false,
                 };
                 forward::prepare(h, &f, None)
             },

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::{Entry, LoggedBody, RouteLabel};
@@ -15,8 +15,9 @@ use crate::conn::Conn;
 use crate::error::Error;
 use crate::host::RequestHost;
 use crate::http::body::Body;
+use crate::http::body::empty;
 use crate::http::headers::Accepts;
-use crate::http::{error_page, reserved, tls_rules};
+use crate::http::{error_page, request_rules, reserved, tls_rules};
 use crate::routing::{path, tenant};
 use crate::services::{Ctx, admin, livereload, proxy, welcome};
 use crate::snapshot::{Shared, Target};
@@ -61,9 +62,21 @@ async fn route_request(
 ) -> Result<Response<Body>, Error> {
     let host = request_host(&req, conn)?;
     tls_rules::check_sni(conn.sni(), &host.name)?;
+    request_rules::check(&req)?;
+    if req.method() == Method::CONNECT {
+        // Not a forward proxy: a tunnel to anywhere is never opened.
+        return Err(Error::MethodNotAllowed {
+            method: Method::CONNECT,
+            allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
+        });
+    }
     let snap = shared.snapshot.load_full();
     let resolved = tenant::resolve(&host.name, &snap.config.tenants)?;
     entry.tenant = resolved.tenant.clone();
+    if request_rules::is_options_star(&req) {
+        entry.route = RouteLabel::Fixed("OPTIONS *");
+        return Ok(options_star());
+    }
     let tls = snap.config.tls.as_ref();
     if conn.is_tls() {
         *hsts = tls_rules::hsts(&host.name, tls);
@@ -75,8 +88,8 @@ async fn route_request(
     let raw_path = req.uri().path();
     if reserved::is_reserved(raw_path) {
         entry.route = RouteLabel::Fixed("/__portero");
-        if livereload::owns(raw_path) {
-            return livereload::serve(req, &shared.livereload, &shared.tunnels);
+        if livereload::owns(raw_path) && snap.config.spa.live_reload {
+            return livereload::serve(req, &host, &shared.livereload, &shared.tunnels);
         }
         let open = shared.tunnels.open();
         return admin::serve(req.method(), raw_path, || snap.status(open));
@@ -121,6 +134,17 @@ async fn route_request(
                 .await
         }
     }
+}
+
+/// `OPTIONS *` asks what the server supports; portero answers for itself.
+fn options_star() -> Response<Body> {
+    let mut resp = Response::new(empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    resp
 }
 
 /// The request's host, by the rules hyper leaves to us (RFC 9112 §3.2):

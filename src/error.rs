@@ -92,6 +92,9 @@ pub enum Error {
     #[error("request for {host:?} on a TLS connection opened for {sni:?}")]
     SniMismatch { sni: String, host: String },
 
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+
     #[error("no route for {path}")]
     NoRoute { path: String },
 
@@ -103,6 +106,12 @@ pub enum Error {
         method: http::Method,
         allow: &'static str,
     },
+
+    #[error("the request target is longer than {limit} bytes")]
+    UriTooLong { limit: usize },
+
+    #[error("unsupported expectation {0:?} (only 100-continue is)")]
+    ExpectationFailed(String),
 
     #[error("request body is larger than the limit of {limit} bytes for route {route}")]
     PayloadTooLarge { route: String, limit: u64 },
@@ -171,9 +180,12 @@ impl Error {
             Error::UnknownHost { .. } | Error::SniMismatch { .. } => {
                 StatusCode::MISDIRECTED_REQUEST
             }
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NoRoute { .. } | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Error::ExpectationFailed(_) => StatusCode::EXPECTATION_FAILED,
             Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -189,10 +201,13 @@ impl Error {
             | Error::InvalidHost { .. }
             | Error::UnknownHost { .. }
             | Error::SniMismatch { .. }
+            | Error::Forbidden(_)
             | Error::NoRoute { .. }
             | Error::NotFound { .. }
             | Error::MethodNotAllowed { .. }
-            | Error::PayloadTooLarge { .. } => Fault::Client,
+            | Error::PayloadTooLarge { .. }
+            | Error::UriTooLong { .. }
+            | Error::ExpectationFailed(_) => Fault::Client,
             Error::UpstreamUnavailable { .. }
             | Error::UpstreamTimeout { .. }
             | Error::UpstreamProtocol { .. } => Fault::Upstream,
@@ -245,6 +260,7 @@ mod tests {
                 421,
                 Fault::Client,
             ),
+            (Error::Forbidden("no"), 403, Fault::Client),
             (Error::NoRoute { path: "/x".into() }, 404, Fault::Client),
             (Error::NotFound { path: "/x".into() }, 404, Fault::Client),
             (
@@ -263,6 +279,8 @@ mod tests {
                 413,
                 Fault::Client,
             ),
+            (Error::UriTooLong { limit: 8192 }, 414, Fault::Client),
+            (Error::ExpectationFailed("foo".into()), 417, Fault::Client),
             (
                 Error::UpstreamUnavailable {
                     upstream: upstream.clone(),

@@ -256,6 +256,8 @@ prefix = "/"
 spa = true
 [spa]
 dev_server = "http://{backend}"
+# On for the live-reload socket's own cases (staging turns it off).
+live_reload = true
 "#,
         root = static_root.display()
     ))
@@ -611,31 +613,31 @@ fn framing_cases() -> Vec<Case> {
             .status(&[400, 501]).nothing(),
         post("te_identity_chunked", "Only `chunked` alone is accepted: an unknown coding before it is refused (400/501).",
             "Transfer-Encoding: identity, chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")
-            .status(&[400, 501]).nothing().todo("framing"),
+            .status(&[400, 501]).nothing(),
         post("te_xchunked", "An unknown transfer coding (xchunked) is refused (400/501), never forwarded.",
             "Transfer-Encoding: xchunked\r\n", "5\r\nhello\r\n0\r\n\r\n")
             .status(&[400, 501]).nothing(),
         post("te_chunked_twice", "chunked applied twice is refused with 400 (RFC 9112 §6.1).",
             "Transfer-Encoding: chunked, chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")
-            .status(&[400]).nothing().todo("framing"),
+            .status(&[400]).nothing(),
         post("te_two_fields", "Two Transfer-Encoding: chunked fields (chunked twice) are refused with 400.",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")
-            .status(&[400]).nothing().todo("framing"),
+            .status(&[400]).nothing(),
         post("te_leading_comma", "An empty list element before chunked is refused, never forwarded as sent.",
             "Transfer-Encoding: ,chunked\r\n", "5\r\nhello\r\n0\r\n\r\n")
-            .status(&[400, 501]).nothing().todo("framing"),
+            .status(&[400, 501]).nothing(),
         post("chunk_size_overflow", "A chunk size beyond 64 bits is a framing error: 400 or closed, and the backend never gets a complete request.",
             "Transfer-Encoding: chunked\r\n", "ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n")
-            .status_or_closed(&[400]).no_complete_request().todo("body errors"),
+            .status_or_closed(&[400]).no_complete_request(),
         post("chunk_extension_abusive", "A 20 KiB chunk extension is refused: 400 or closed, and the backend never gets a complete request.",
             "Transfer-Encoding: chunked\r\n", &format!("5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(20 * 1024)))
-            .status_or_closed(&[400]).no_complete_request().todo("body errors"),
+            .status_or_closed(&[400]).no_complete_request(),
         case(g, "bare_lf_head", "A request head with bare LF line endings is refused with 400 (no lenient parsing at the front door).",
             "GET /api/x HTTP/1.1\nHost: localhost\n\n")
             .status(&[400]).nothing().todo("framing"),
         post("bare_lf_chunked", "A chunked body with bare LF line endings is a framing error: 400 or closed, no complete request upstream.",
             "Transfer-Encoding: chunked\r\n", "5\nhello\n0\n\n")
-            .status_or_closed(&[400]).no_complete_request().todo("body errors"),
+            .status_or_closed(&[400]).no_complete_request(),
         case(g, "obs_fold", "An obs-fold continuation line is refused with 400 (RFC 9112 §5.2).",
             "GET /api/x HTTP/1.1\r\nHost: localhost\r\nX-Foo: a\r\n b\r\n\r\n")
             .status(&[400]).nothing(),
@@ -770,7 +772,7 @@ fn pipelining_cases() -> Vec<Case> {
             .status(&[400]).second(Second::None).nothing(),
         case(g, "after_upgrade_with_body", "After an upgrade request refused for its body, the pipelined request is never processed.",
             format!("GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{WS_KEY}Content-Length: 5\r\n\r\nhello{next}"))
-            .status(&[400]).second(Second::None).nothing().todo("upgrades"),
+            .status(&[400]).second(Second::None).nothing(),
     ]
 }
 
@@ -782,7 +784,7 @@ fn expect_cases() -> Vec<Case> {
             .got(&["POST /api/x HTTP/1.1\r\nhost: localhost\r\ncontent-length: 5\r\n{xf}\r\nhello"]),
         case(g, "unknown_expectation", "An expectation other than 100-continue is refused with 417, nothing forwarded (RFC 9110 §10.1.1).",
             "GET /api/x HTTP/1.1\r\nHost: localhost\r\nExpect: foo\r\n\r\n")
-            .status(&[417]).nothing().todo("expect"),
+            .status(&[417]).nothing(),
     ]
 }
 
@@ -799,13 +801,13 @@ sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{xf}connection: upgrade\r\nupgrad
             .reply(WS_101, true).status(&[101]).got(&[ws_head]),
         case(g, "h2c_on_api", "Upgrade: h2c is never tunnelled: the backend gets neither Upgrade nor HTTP2-Settings, the client a normal response.",
             "GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
-            .status(&[200]).got(&[GET_API]).todo("upgrades"),
+            .status(&[200]).got(&[GET_API]),
         case(g, "h2c_settings_not_in_connection", "HTTP2-Settings is dropped even when Connection does not name it; h2c is not tunnelled.",
             "GET /api/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
-            .status(&[200]).got(&[GET_API]).todo("upgrades"),
+            .status(&[200]).got(&[GET_API]),
         case(g, "unknown_protocol", "Only websocket is tunnelled: Upgrade: foo becomes a plain request without Upgrade.",
             "GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
-            .status(&[200]).got(&["GET /ws/x HTTP/1.1\r\nhost: localhost\r\n{xf}\r\n"]).todo("upgrades"),
+            .status(&[200]).got(&["GET /ws/x HTTP/1.1\r\nhost: localhost\r\n{xf}\r\n"]),
         case(g, "upgrade_without_connection", "Upgrade without Connection: upgrade is a plain request; Upgrade is dropped.",
             "GET /ws/x HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n")
             .status(&[200]).got(&["GET /ws/x HTTP/1.1\r\nhost: localhost\r\n{xf}\r\n"]),
@@ -823,10 +825,10 @@ sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{xf}connection: upgrade\r\nupgrad
             .status(&[502]).got(&[ws_head]),
         case(g, "upgrade_with_content_length_body", "An upgrade request with a body (Content-Length: 5) is refused with 400, nothing forwarded.",
             format!("GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{WS_KEY}Content-Length: 5\r\n\r\nhello"))
-            .status(&[400]).nothing().todo("upgrades"),
+            .status(&[400]).nothing(),
         case(g, "upgrade_with_chunked_body", "An upgrade request with a chunked body is refused with 400, nothing forwarded.",
             format!("GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n{WS_KEY}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
-            .status(&[400]).nothing().todo("upgrades"),
+            .status(&[400]).nothing(),
         case(g, "upgrade_http10", "An HTTP/1.0 request cannot upgrade: forwarded as a plain request without Upgrade.",
             "GET /ws/x HTTP/1.0\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
             .status(&[200]).got(&["GET /ws/x HTTP/1.1\r\nhost: localhost\r\n{xf}\r\n"]),
@@ -892,13 +894,13 @@ fn forwarding_cases() -> Vec<Case> {
         get("x_forwarded_proto_port", "An untrusted peer's X-Forwarded-Proto and -Port are replaced.",
             "X-Forwarded-Proto: https\r\nX-Forwarded-Port: 443\r\n").got(&[GET_API]),
         get("forwarded", "An untrusted peer's Forwarded header never reaches the backend.",
-            "Forwarded: for=6.6.6.6;host=evil.example.com;proto=https\r\n").got(&[GET_API]).todo("forwarding headers"),
+            "Forwarded: for=6.6.6.6;host=evil.example.com;proto=https\r\n").got(&[GET_API]),
         get("x_real_ip", "An untrusted peer's X-Real-IP never reaches the backend.",
-            "X-Real-IP: 6.6.6.6\r\n").got(&[GET_API]).todo("forwarding headers"),
+            "X-Real-IP: 6.6.6.6\r\n").got(&[GET_API]),
         get("underscore_x_forwarded_for", "Header names with underscores (X_Forwarded_For, which WSGI reads as X-Forwarded-For) are dropped.",
-            "X_Forwarded_For: 6.6.6.6\r\n").got(&[GET_API]).todo("forwarding headers"),
+            "X_Forwarded_For: 6.6.6.6\r\n").got(&[GET_API]),
         get("underscore_x_tenant", "Header names with underscores (X_Tenant) are dropped.",
-            "X_Tenant: globex\r\n").got(&[GET_API]).todo("forwarding headers"),
+            "X_Tenant: globex\r\n").got(&[GET_API]),
     ]
 }
 
@@ -947,10 +949,10 @@ fn methods_cases() -> Vec<Case> {
     vec![
         case(g, "connect", "CONNECT is refused with 405 by portero and never forwarded (it is not a forward proxy).",
             "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n")
-            .status(&[405]).nothing().todo("CONNECT/OPTIONS"),
+            .status(&[405]).nothing(),
         case(g, "options_star", "OPTIONS * is answered by portero itself (200/204), never forwarded as a path /*.",
             "OPTIONS * HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .status(&[200, 204]).nothing().todo("CONNECT/OPTIONS"),
+            .status(&[200, 204]).nothing(),
         case(g, "options_path", "OPTIONS on a path is an ordinary request, forwarded.",
             "OPTIONS /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .got(&["OPTIONS /api/x HTTP/1.1\r\nhost: localhost\r\n{xf}\r\n"]),
@@ -997,8 +999,7 @@ fn limits_cases() -> Vec<Case> {
             long_uri,
         )
         .status(&[414])
-        .nothing()
-        .todo("limits"),
+        .nothing(),
         case(
             g,
             "over_100_headers",
@@ -1033,10 +1034,10 @@ fn exposure_cases() -> Vec<Case> {
             .status(&[101]).nothing(),
         case(g, "livereload_foreign_origin", "The livereload WebSocket is refused (403) to a foreign Origin.",
             livereload("http://evil.example.com"))
-            .status(&[403]).nothing().todo("exposure"),
+            .status(&[403]).nothing(),
         case(g, "static_long_segment", "A 300-byte path segment under a static folder is 404/414 and the page never shows the folder's absolute path.",
             format!("GET /files/{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(300)))
-            .status(&[404, 414]).never("{static_root}").nothing().todo("exposure"),
+            .status(&[404, 414]).never("{static_root}").nothing(),
         case(g, "static_traversal", "Dot segments are resolved before routing: /files/../../etc/passwd is /etc/passwd on the / route (here the dev server), never a file outside the static folder.",
             "GET /files/../../../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .never("{static_root}").never("root:")
@@ -1119,10 +1120,4 @@ macro_rules! todo_group {
 }
 
 todo_group!(todo_framing, "framing");
-todo_group!(todo_body_errors, "body errors");
-todo_group!(todo_expect, "expect");
-todo_group!(todo_upgrades, "upgrades");
-todo_group!(todo_forwarding_headers, "forwarding headers");
-todo_group!(todo_connect_options, "CONNECT/OPTIONS");
 todo_group!(todo_limits, "limits");
-todo_group!(todo_exposure, "exposure");

@@ -193,7 +193,7 @@ async fn half_close_reaches_the_other_side() {
             head.extend_from_slice(&buf[..n]);
         }
         s.write_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: raw\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
         )
         .await
         .unwrap();
@@ -206,7 +206,7 @@ async fn half_close_reaches_the_other_side() {
     let p = start_default(addr).await;
     let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
     s.write_all(
-        b"GET /ws/raw HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: raw\r\n\r\n",
+        b"GET /ws/raw HTTP/1.1\r\nHost: localhost\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     )
     .await
     .unwrap();

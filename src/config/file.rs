@@ -65,6 +65,7 @@ pub(super) struct RawServer {
     pub runtime: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
+    pub underscores_in_headers: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -92,6 +92,10 @@ pub struct ServerConfig {
     pub runtime: RuntimeMode,
     pub shutdown_timeout: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Forward request headers whose names contain `_`. Off by default:
+    /// WSGI and ASGI servers read `X_Forwarded_For` as `X-Forwarded-For`,
+    /// so an underscore name could shadow a header portero sets.
+    pub underscores_in_headers: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// What the forwarded headers are made from.
 pub struct Forward<'a> {
@@ -39,6 +40,8 @@ pub struct Forward<'a> {
     /// The header configured for tenants: always removed from the client's
     /// request so it cannot be spoofed.
     pub tenant_header: Option<&'a HeaderName>,
+    /// Forward header names that contain `_` (`server.underscores_in_headers`).
+    pub underscores: bool,
 }
 
 /// Rewrites `headers` in place for forwarding. `upgrade` keeps a protocol
@@ -95,6 +98,15 @@ pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderV
     if let Some(name) = f.tenant_header {
         headers.remove(name);
     }
+    if !f.trusted_peer {
+        // Other ways to claim a client address or origin, which backends
+        // (Django's, middleware) may read: only a trusted proxy's count.
+        headers.remove(header::FORWARDED);
+        headers.remove(X_REAL_IP);
+    }
+    if !f.underscores {
+        drop_underscored(headers);
+    }
     if let Some((name, tenant)) = f.tenant {
         set(headers, name.clone(), tenant);
     }
@@ -102,6 +114,23 @@ pub fn prepare(headers: &mut HeaderMap, f: &Forward<'_>, upgrade: Option<HeaderV
     if let Some(up) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, up);
+    }
+}
+
+/// Removes every header whose name has an `_`: WSGI and ASGI servers map
+/// `_` and `-` to the same variable, so `X_Forwarded_For` could shadow the
+/// `X-Forwarded-For` set above (nginx drops them too by default).
+fn drop_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|n| n.as_str().contains('_')) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
     }
 }
 
@@ -161,6 +190,7 @@ mod tests {
             trusted_peer: trusted,
             tenant: Some((&tenant_header, "acme")),
             tenant_header: Some(&tenant_header),
+            underscores: false,
         };
         let mut h = HeaderMap::new();
         for (k, v) in headers {

@@ -5,8 +5,11 @@ use http::header::{self, Entry, HeaderName, HeaderValue};
 
 /// Headers that are hop-by-hop by definition, besides `Connection` itself,
 /// which can name more.
-const HOP_BY_HOP: [HeaderName; 8] = [
+const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("keep-alive"),
+    // Only meaningful with `Upgrade: h2c` (RFC 7540 §3.2), which is never
+    // forwarded.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
     header::TRANSFER_ENCODING,

@@ -5,6 +5,7 @@ pub(crate) mod body;
 pub(crate) mod error_page;
 pub mod forward;
 pub(crate) mod headers;
+pub(crate) mod request_rules;
 pub(crate) mod reserved;
 pub mod rewrite;
 pub(crate) mod tls_rules;

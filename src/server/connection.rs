@@ -47,7 +47,9 @@ impl Builders {
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(cfg.header_read_timeout)
-            .keep_alive(cfg.keep_alive);
+            .keep_alive(cfg.keep_alive)
+            .max_buf_size(MAX_HEAD)
+            .max_headers(MAX_HEADERS);
         Builders {
             auto: Arc::new(auto_builder(cfg)),
             http1: Arc::new(http1),
@@ -56,6 +58,12 @@ impl Builders {
         }
     }
 }
+
+/// The largest request head accepted, on HTTP/1 (its read buffer: a longer
+/// head is answered 431 by hyper) and HTTP/2 (the header list) alike.
+const MAX_HEAD: usize = 64 * 1024;
+/// The most header fields in one HTTP/1 request (431 beyond).
+const MAX_HEADERS: usize = 100;
 
 /// What an HTTP/2 connection without TLS starts with (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -66,10 +74,13 @@ fn auto_builder(cfg: &ServerConfig) -> Builder {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(cfg.header_read_timeout)
-        .keep_alive(cfg.keep_alive);
+        .keep_alive(cfg.keep_alive)
+        .max_buf_size(MAX_HEAD)
+        .max_headers(MAX_HEADERS);
     b.http2()
         .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_header_list_size(MAX_HEAD as u32);
     b
 }
 

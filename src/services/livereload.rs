@@ -10,16 +10,19 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::tunnel::Tunnels;
 use crate::error::Error;
+use crate::host::RequestHost;
 use crate::http::body::{Body, empty, full};
 use crate::http::headers::has_token;
 use crate::http::reserved::{LIVERELOAD_SCRIPT, LIVERELOAD_SOCKET};
 
 const CLIENT_JS: &str = include_str!("livereload.js");
+/// The largest message a page may send on the socket.
+const MAX_MESSAGE: usize = 4 * 1024;
 const HELLO: &str = r#"{"type":"hello"}"#;
 /// Sent when a socket fell behind and missed messages: reload to be safe.
 const RELOAD: &str = r#"{"type":"change","paths":[],"css_only":false}"#;
@@ -80,12 +83,13 @@ pub(crate) fn owns(path: &str) -> bool {
 /// Serves `/__portero/livereload` (WebSocket) and `/__portero/livereload.js`.
 pub(crate) fn serve(
     req: Request<Incoming>,
+    host: &RequestHost,
     livereload: &LiveReload,
     tunnels: &Tunnels,
 ) -> Result<Response<Body>, Error> {
     match req.uri().path() {
         LIVERELOAD_SCRIPT => script(req.method()),
-        LIVERELOAD_SOCKET => upgrade(req, livereload, tunnels),
+        LIVERELOAD_SOCKET => upgrade(req, host, livereload, tunnels),
         other => Err(Error::NotFound { path: other.into() }),
     }
 }
@@ -112,6 +116,7 @@ fn script(method: &Method) -> Result<Response<Body>, Error> {
 /// connection to a task tracked with the other tunnels.
 fn upgrade(
     mut req: Request<Incoming>,
+    host: &RequestHost,
     livereload: &LiveReload,
     tunnels: &Tunnels,
 ) -> Result<Response<Body>, Error> {
@@ -135,6 +140,16 @@ fn upgrade(
     let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
         return Err(Error::BadRequest("missing Sec-WebSocket-Key"));
     };
+    // A page of another site must not listen in (cross-site WebSocket
+    // hijacking): a browser always sends Origin, and it must name the host
+    // the socket is on. Clients without Origin are not browsers.
+    if let Some(origin) = h.get(header::ORIGIN) {
+        if !same_host(origin, host) {
+            return Err(Error::Forbidden(
+                "the live-reload socket only serves pages of its own host",
+            ));
+        }
+    }
     let accept = derive_accept_key(key.as_bytes());
 
     // Subscribe now, so no change between the 101 and the socket task's
@@ -147,9 +162,12 @@ fn upgrade(
     tunnels.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws =
-                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
-                        .await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(socket_config()),
+                )
+                .await;
                 run_socket(ws, changes, close).await;
             }
             Err(e) => tracing::debug!("live-reload upgrade failed: {e}"),
@@ -166,6 +184,29 @@ fn upgrade(
         HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
     );
     Ok(resp)
+}
+
+/// Pages only ever send pings and closes: a few KiB is plenty.
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE))
+        .max_frame_size(Some(MAX_MESSAGE))
+}
+
+/// Whether `origin` (`scheme://host[:port]`) names `host` (with its port).
+fn same_host(origin: &HeaderValue, host: &RequestHost) -> bool {
+    let Ok(uri) = origin.to_str().unwrap_or("").parse::<http::Uri>() else {
+        return false;
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return false;
+    };
+    let Ok(origin_host) = RequestHost::parse(authority.as_str()) else {
+        return false;
+    };
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    origin_host.name == host.name
+        && origin_host.port.unwrap_or(default_port) == host.port.unwrap_or(default_port)
 }
 
 async fn run_socket<S>(

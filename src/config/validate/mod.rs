@@ -145,6 +145,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             &s.shutdown_timeout,
             defaults::SHUTDOWN_TIMEOUT,
         ),
+        underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
         trusted_proxies: s
             .trusted_proxies
             .unwrap_or_default()

@@ -25,6 +25,7 @@ use crate::http::forward;
 pub struct Rules {
     tenant_header: Option<HeaderName>,
     trusted_proxies: Vec<ipnet::IpNet>,
+    underscores: bool,
 }
 
 impl Rules {
@@ -32,6 +33,7 @@ impl Rules {
         Rules {
             tenant_header: config.tenants.header.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
+            underscores: config.server.underscores_in_headers,
         }
     }
 
@@ -58,10 +60,11 @@ pub(crate) async fn forward(
     let up = &pool.upstream;
     let route = ctx.route;
 
-    // An upgrade needs HTTP/1.1 and `Connection: upgrade`; anything else
-    // with an `Upgrade` header is a plain request (the header is
-    // hop-by-hop and stripped below).
-    let upgrade = (route.websocket && tunnel::is_upgrade(&req))
+    // Only WebSocket upgrades are tunnelled. Any other protocol (h2c above
+    // all: a tunnel would skip routes, tenant rules, limits and forwarding
+    // headers) goes on as a plain request: `Upgrade` is hop-by-hop and
+    // stripped below, with the `Connection` token naming it.
+    let upgrade = (route.websocket && tunnel::is_websocket(&req))
         .then(|| req.headers()[header::UPGRADE].clone());
 
     if let (Some(limit), Some(len)) = (route.body_limit, content_length(&req)) {
@@ -94,6 +97,7 @@ pub(crate) async fn forward(
         trusted_peer: via.rules.is_trusted(ctx.conn.peer.ip()),
         tenant: tenant_header.zip(ctx.tenant.tenant.as_deref()),
         tenant_header,
+        underscores: via.rules.underscores,
     };
     forward::prepare(req.headers_mut(), &f, upgrade.clone());
 
@@ -163,16 +167,22 @@ async fn send(
     }
 }
 
-/// A failed exchange: the body limit when that is what stopped it,
-/// otherwise the upstream's failure.
+/// A failed exchange: the body limit or the client's body when that is
+/// what stopped it, otherwise the upstream's failure.
 fn send_error(up: &Upstream, e: hyper::Error, ctx: &Ctx<'_>) -> Error {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let mut source = std::error::Error::source(&e);
     while let Some(err) = source {
         if err.is::<LengthLimitError>() {
             return Error::PayloadTooLarge {
                 route: ctx.route.label(),
                 limit: ctx.route.body_limit.unwrap_or(0),
             };
+        }
+        // A hyper error below the client's own is the request body's, read
+        // from the client: a malformed chunk or an upload cut short is the
+        // client's fault, not the upstream's.
+        if err.is::<hyper::Error>() {
+            return Error::BadRequest("the request body is malformed or was cut short");
         }
         source = err.source();
     }

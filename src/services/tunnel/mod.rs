@@ -39,12 +39,17 @@ impl Tunnels {
     }
 }
 
-/// An upgrade request as RFC 9110 §7.8 defines it: HTTP/1.1, an `Upgrade`
-/// header, and `Connection: upgrade`. (HTTP/2 cannot carry one.)
-pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
-        && connection_has(req.headers(), "upgrade")
+/// A WebSocket upgrade as RFC 9110 §7.8 and RFC 6455 §4.1 define it:
+/// HTTP/1.1, `Upgrade: websocket` alone, and `Connection: upgrade`.
+/// (HTTP/2 cannot carry one.)
+pub(crate) fn is_websocket<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    let mut upgrades = h.get_all(header::UPGRADE).iter();
+    let websocket = matches!(
+        (upgrades.next(), upgrades.next()),
+        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
+    );
+    req.version() == Version::HTTP_11 && websocket && connection_has(h, "upgrade")
 }
 
 /// Forwards the handshake (headers already prepared) and, on 101, splices.
