@@ -53,24 +53,43 @@ pub(super) fn upstream(name: &str, url: UpstreamUrl, profile: Profile) -> Upstre
     }
 }
 
-pub(super) fn routes() -> Vec<Route> {
+/// `routes[].body_limit`: the largest request body a route accepts (413
+/// above) unless the route says otherwise (`"0"`: no limit). In dev, 1 GiB:
+/// room for any fixture or media upload a developer tries, while a runaway
+/// client still meets a bound. In staging, 100 MiB: the front door of a
+/// shared server, where Django streams file uploads to disk but every byte
+/// still crosses the network and the worker.
+pub(super) fn body_limit(profile: Profile) -> Option<u64> {
+    match profile {
+        Profile::Dev => Some(1 << 30),
+        Profile::Staging => Some(100 << 20),
+    }
+}
+
+pub(super) fn routes(profile: Profile) -> Vec<Route> {
     let mut routes: Vec<Route> = BACKEND_PREFIXES
         .iter()
         .map(|p| {
             route(
                 RoutePrefix::parse(p).expect("literal prefix is valid"),
                 RouteTarget::Upstream("backend".into()),
+                profile,
             )
         })
         .collect();
     routes.push(route(
         RoutePrefix::parse("/").expect("literal prefix is valid"),
         RouteTarget::Spa,
+        profile,
     ));
     routes
 }
 
-pub(super) fn route(prefix: RoutePrefix, target: RouteTarget) -> Route {
+pub(super) fn route(prefix: RoutePrefix, target: RouteTarget, profile: Profile) -> Route {
+    let body_limit = match target {
+        RouteTarget::Upstream(_) => body_limit(profile),
+        RouteTarget::Spa | RouteTarget::Static(_) => None,
+    };
     Route {
         prefix,
         exact: false,
@@ -78,7 +97,7 @@ pub(super) fn route(prefix: RoutePrefix, target: RouteTarget) -> Route {
         host: HostMode::StripPort,
         strip_prefix: false,
         rewrite: None,
-        body_limit: None,
+        body_limit,
         response_timeout: None,
         websocket: true,
         idle_timeout: None,

@@ -304,3 +304,32 @@ fn spa_flag_accepts_a_dev_server_url() {
     assert_eq!(c.spa.source, SpaSource::DevServer("spa-dev-server".into()));
     assert!(c.upstreams.contains_key("spa-dev-server"));
 }
+
+#[test]
+fn proxied_routes_have_a_body_limit_by_profile() {
+    let dev = Config::embedded();
+    let api = |c: &Config| {
+        c.routes
+            .iter()
+            .find(|r| r.prefix.as_str() == "/api")
+            .unwrap()
+            .body_limit
+    };
+    assert_eq!(api(&dev), Some(1 << 30));
+    let spa = dev.routes.iter().find(|r| r.target == RouteTarget::Spa);
+    assert_eq!(spa.unwrap().body_limit, None, "only proxied routes");
+    let staging = load("profile = \"staging\"\n").unwrap();
+    assert_eq!(api(&staging), Some(100 << 20));
+    let file = |limit: &str| {
+        load(&format!(
+            "profile = \"staging\"\n[upstreams.backend]\nurl = \"http://127.0.0.1:8000\"\n\
+             [[routes]]\nprefix = \"/api\"\nupstream = \"backend\"\n{limit}"
+        ))
+        .unwrap()
+        .routes[0]
+            .body_limit
+    };
+    assert_eq!(file(""), Some(100 << 20));
+    assert_eq!(file("body_limit = \"0\""), None, "0 lifts the limit");
+    assert_eq!(file("body_limit = \"5MB\""), Some(5_000_000));
+}

@@ -22,6 +22,8 @@ struct Checker {
     /// Every upstream name the file declares, valid or not, so a route that
     /// names a broken upstream is not reported a second time as unknown.
     declared_upstreams: Vec<String>,
+    /// The file's profile, once read: some defaults depend on it.
+    profile: Profile,
 }
 
 impl Checker {
@@ -50,15 +52,22 @@ impl Checker {
         }
     }
 
-    /// A size where 0 means "no limit".
-    fn limit(&mut self, key: &str, v: &Option<Spanned<Scalar>>) -> Option<u64> {
-        let s = v.as_ref()?;
+    /// A size limit where 0 means "no limit"; `default` when unset.
+    fn limit(
+        &mut self,
+        key: &str,
+        v: &Option<Spanned<Scalar>>,
+        default: Option<u64>,
+    ) -> Option<u64> {
+        let Some(s) = v.as_ref() else {
+            return default;
+        };
         match parse_size(s.get_ref()) {
             Ok(0) => None,
             Ok(n) => Some(n),
             Err(m) => {
                 self.err(key, Some(s.span()), m);
-                None
+                default
             }
         }
     }
@@ -95,6 +104,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
     let mut c = Checker {
         errors,
         declared_upstreams: raw.upstreams.keys().cloned().collect(),
+        profile: Profile::Dev,
     };
 
     let profile = match raw
@@ -113,6 +123,8 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             Profile::Dev
         }
     };
+
+    c.profile = profile;
 
     let s = raw.server;
     let server = ServerConfig {
@@ -245,7 +257,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 .filter_map(|(i, r)| Some((i, r.as_ref()?))),
             &upstreams,
         ),
-        None => defaults::routes(),
+        None => defaults::routes(profile),
     };
     if routes.is_empty() && c.errors.is_empty() {
         c.err("routes", None, "no routes: nothing would be served".into());

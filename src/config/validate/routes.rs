@@ -8,6 +8,7 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::Checker;
+use crate::config::defaults;
 use crate::config::file::RawRoute;
 use crate::config::{HostMode, Route, RoutePrefix, RouteTarget, Upstream};
 
@@ -165,7 +166,14 @@ fn route(
             }
         }
     }
-    let body_limit = c.limit(&format!("{key}.body_limit"), &r.body_limit);
+    let body_limit = c.limit(
+        &format!("{key}.body_limit"),
+        &r.body_limit,
+        match target {
+            Some(RouteTarget::Upstream(_)) => defaults::body_limit(c.profile),
+            _ => None,
+        },
+    );
     let response_timeout = c.opt_duration(&format!("{key}.response_timeout"), &r.response_timeout);
     let idle_timeout = c
         .opt_duration(&format!("{key}.idle_timeout"), &r.idle_timeout)
