@@ -11,13 +11,15 @@ use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::access_log::{Entry, LoggedBody, RouteLabel};
+use crate::config::Profile;
 use crate::conn::Conn;
 use crate::error::Error;
 use crate::host::RequestHost;
 use crate::http::body::Body;
 use crate::http::body::empty;
+use crate::http::error_page::{self, Disclosure};
 use crate::http::headers::Accepts;
-use crate::http::{error_page, request_rules, reserved, tls_rules};
+use crate::http::{request_rules, reserved, tls_rules};
 use crate::routing::{path, tenant};
 use crate::services::{Ctx, admin, livereload, proxy, welcome};
 use crate::snapshot::{Shared, Target};
@@ -34,7 +36,7 @@ pub(crate) async fn handle(
         Ok(resp) => resp,
         Err(err) => {
             entry.error(&err);
-            let mut resp = error_page::render(&err, accepts);
+            let mut resp = error_page::render(&err, accepts, disclosure(&conn, &shared));
             // After a malformed request the connection's framing cannot be
             // trusted (and a client that sends one is rarely worth keeping):
             // close it, as nginx does.
@@ -91,6 +93,11 @@ async fn route_request(
         if livereload::owns(raw_path) && snap.config.spa.live_reload {
             return livereload::serve(req, &host, &shared.livereload, &shared.tunnels);
         }
+        if !snap.config.admin.allows(conn.peer.ip()) {
+            return Err(Error::Forbidden(
+                "portero's own endpoints answer only the networks in admin.allow",
+            ));
+        }
         let open = shared.tunnels.open();
         return admin::serve(req.method(), raw_path, || snap.status(open));
     }
@@ -133,6 +140,18 @@ async fn route_request(
             dir.serve(req.method(), req.headers(), ctx.below_prefix())
                 .await
         }
+    }
+}
+
+/// Staging tells clients from elsewhere which upstream failed but not its
+/// address or the cause; the operator's own machine and the dev profile
+/// hear everything (the access log always has it all).
+fn disclosure(conn: &Conn, shared: &Shared) -> Disclosure {
+    let staging = shared.snapshot.load().config.profile == Profile::Staging;
+    if staging && !conn.peer.ip().to_canonical().is_loopback() {
+        Disclosure::Brief
+    } else {
+        Disclosure::Full
     }
 }
 

@@ -173,6 +173,25 @@ impl Error {
         }
     }
 
+    /// What a client outside the operator's own machine is told: the same
+    /// as the message, except that upstreams are named without their URL
+    /// and failures without their cause.
+    pub fn public_message(&self) -> String {
+        match self {
+            Error::UpstreamUnavailable { upstream, .. } => {
+                format!("upstream {} is unavailable", upstream.name)
+            }
+            Error::UpstreamTimeout { upstream, .. } => {
+                format!("upstream {} did not answer in time", upstream.name)
+            }
+            Error::UpstreamProtocol { upstream, .. } => {
+                format!("upstream {} answered incorrectly", upstream.name)
+            }
+            Error::Internal { .. } => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
     /// The one mapping from error to status. Exhaustive on purpose.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -28,6 +28,23 @@ async fn starts_on_port_zero_and_answers() {
 }
 
 #[tokio::test]
+async fn own_endpoints_answer_only_the_allowed_networks() {
+    let echo = Echo::start().await;
+    let elsewhere = config(&format!(
+        "[admin]\nallow = [\"10.0.0.0/8\"]\n[upstreams.backend]\nurl = \"http://{}\"\n",
+        echo.addr
+    ));
+    let p = start(elsewhere).await;
+    for path in ["/__portero/status", "/__portero/health"] {
+        let r = get(&p.url(path), &[]).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.text());
+        assert!(r.text().contains("admin.allow"), "{}", r.text());
+    }
+    // Other paths are not affected.
+    assert_eq!(get(&p.url("/api/x"), &[]).await.status, 200);
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     let echo = Echo::start().await;
     let mut p = start(cfg(echo.addr, "shutdown_timeout = \"10s\"")).await;

@@ -24,6 +24,14 @@ pub(super) const MEMORY_CACHE: u64 = 64 << 20;
 /// Prefixes the default routes send to the `backend` upstream.
 const BACKEND_PREFIXES: [&str; 5] = ["/api", "/admin", "/static", "/media", "/ws"];
 
+/// `admin.allow`: loopback clients only.
+pub(super) fn admin_allow() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|n| n.parse().expect("literal networks are valid"))
+        .collect()
+}
+
 pub(super) fn listen() -> SocketAddr {
     SocketAddr::from(LISTEN)
 }

@@ -52,6 +52,7 @@ pub(super) struct RawConfig {
     pub spa: RawSpa,
     pub tenants: RawTenants,
     pub tls: Option<Spanned<RawTls>>,
+    pub admin: RawAdmin,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +128,12 @@ pub(super) struct RawTenantOverride {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub allow: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawTls {
     pub listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
@@ -162,12 +169,14 @@ pub(super) fn parse(src: &str) -> (RawConfig, Vec<ConfigError>) {
             "spa" => raw.spa = section(&name, value, &mut errors).unwrap_or_default(),
             "tenants" => raw.tenants = section(&name, value, &mut errors).unwrap_or_default(),
             "tls" => raw.tls = section(&name, value, &mut errors),
+            "admin" => raw.admin = section(&name, value, &mut errors).unwrap_or_default(),
             "upstreams" => raw.upstreams = upstreams(value, &mut errors),
             "routes" => raw.routes = Some(routes("routes", value, &mut errors)),
             _ => errors.push(ConfigError::new(
                 &name,
                 Some(span),
-                "unknown key (known: profile, server, upstreams, routes, spa, tenants, tls)".into(),
+                "unknown key (known: profile, server, upstreams, routes, spa, tenants, tls, admin)"
+                    .into(),
             )),
         }
     }

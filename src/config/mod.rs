@@ -66,6 +66,22 @@ pub struct Config {
     pub spa: SpaConfig,
     pub tenants: TenantConfig,
     pub tls: Option<TlsConfig>,
+    pub admin: AdminConfig,
+}
+
+/// portero's own endpoints (`/__portero/status`, `/__portero/health`).
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// Client networks they answer; everyone else gets 403.
+    pub allow: Vec<ipnet::IpNet>,
+}
+
+impl AdminConfig {
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        self.allow.iter().any(|n| n.contains(&ip))
+    }
 }
 
 /// How a multi-core machine is used (on one core both are one

@@ -333,3 +333,23 @@ fn proxied_routes_have_a_body_limit_by_profile() {
     assert_eq!(file("body_limit = \"0\""), None, "0 lifts the limit");
     assert_eq!(file("body_limit = \"5MB\""), Some(5_000_000));
 }
+
+#[test]
+fn admin_endpoints_default_to_loopback() {
+    let c = Config::embedded();
+    for ip in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+        assert!(c.admin.allows(ip.parse().unwrap()), "{ip}");
+    }
+    for ip in ["10.0.0.1", "192.168.1.5", "::ffff:10.0.0.1", "2001:db8::1"] {
+        assert!(!c.admin.allows(ip.parse().unwrap()), "{ip}");
+    }
+    let c = load("[admin]\nallow = [\"10.0.0.0/8\", \"192.168.1.5\"]\n").unwrap();
+    assert!(c.admin.allows("192.168.1.5".parse().unwrap()));
+    assert!(!c.admin.allows("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        errors("[admin]\nallow = [\"nope\"]\n"),
+        vec![
+            "test.toml:2:10: admin.allow[0]: \"nope\" is not an IP address or CIDR like \"10.0.0.0/8\""
+        ]
+    );
+}

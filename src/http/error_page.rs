@@ -38,13 +38,25 @@ fn json_body(e: &JsonError<'_>) -> String {
     out
 }
 
+/// How much an error page tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Disclosure {
+    /// Everything: upstream URLs, causes, hints (development, loopback).
+    Full,
+    /// Upstreams by name only, no causes or hints: what a stranger on the
+    /// internet sees of a staging server.
+    Brief,
+}
+
 /// The error page for `err`, in the form `accepts` asks for: HTML for
 /// browsers, JSON for API clients that ask for it, plain text otherwise.
-pub(crate) fn render(err: &Error, accepts: Accepts) -> Response<Body> {
+pub(crate) fn render(err: &Error, accepts: Accepts, disclosure: Disclosure) -> Response<Body> {
     let status = err.status();
     let reason = status.canonical_reason().unwrap_or("Error");
-    let message = err.to_string();
-    let hint = hint(err);
+    let (message, hint) = match disclosure {
+        Disclosure::Full => (err.to_string(), hint(err)),
+        Disclosure::Brief => (err.public_message(), None),
+    };
     let (ctype, body) = match accepts {
         Accepts::Html => {
             // A 502 page reloads itself so the tab comes back when the
@@ -123,14 +135,14 @@ mod tests {
             },
             cause: "connection refused".into(),
         };
-        let html = render(&err, Accepts::Html);
+        let html = render(&err, Accepts::Html, Disclosure::Full);
         assert_eq!(html.status(), 502);
         let body = text(html).await;
         assert!(body.contains("upstream backend (http://127.0.0.1:8000): connection refused"));
         assert!(body.contains("http-equiv=\"refresh\""));
-        let json = text(render(&err, Accepts::Json)).await;
+        let json = text(render(&err, Accepts::Json, Disclosure::Full)).await;
         assert!(json.starts_with("{\"status\":502,"), "{json}");
-        let plain = text(render(&err, Accepts::Other)).await;
+        let plain = text(render(&err, Accepts::Other, Disclosure::Full)).await;
         assert!(
             plain.starts_with("502 Bad Gateway: upstream backend"),
             "{plain}"
@@ -138,11 +150,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn brief_pages_name_the_upstream_only() {
+        let err = Error::UpstreamUnavailable {
+            upstream: crate::error::UpstreamId {
+                name: "backend".into(),
+                url: "http://10.0.0.5:8000".into(),
+            },
+            cause: "connection refused".into(),
+        };
+        for accepts in [Accepts::Html, Accepts::Json, Accepts::Other] {
+            let body = text(render(&err, accepts, Disclosure::Brief)).await;
+            assert!(body.contains("upstream backend is unavailable"), "{body}");
+            assert!(!body.contains("10.0.0.5"), "{body}");
+            assert!(!body.contains("refused"), "{body}");
+        }
+    }
+
+    #[tokio::test]
     async fn html_is_escaped() {
         let err = Error::NotFound {
             path: "/<script>".into(),
         };
-        let body = text(render(&err, Accepts::Html)).await;
+        let body = text(render(&err, Accepts::Html, Disclosure::Full)).await;
         assert!(body.contains("/&lt;script&gt;"));
         assert!(!body.contains("/<script>"));
     }

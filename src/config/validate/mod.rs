@@ -72,6 +72,18 @@ impl Checker {
         }
     }
 
+    /// A list of networks (addresses or CIDRs).
+    fn nets(&mut self, key: &str, list: &[Spanned<String>]) -> Vec<ipnet::IpNet> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                parse_net(p.get_ref())
+                    .map_err(|m| self.err(&format!("{key}[{i}]"), Some(p.span()), m))
+                    .ok()
+            })
+            .collect()
+    }
+
     fn addrs(&mut self, key: &str, v: Spanned<file::OneOrMany>) -> Vec<SocketAddr> {
         let span = v.span();
         let mut out = Vec::new();
@@ -158,19 +170,10 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             defaults::SHUTDOWN_TIMEOUT,
         ),
         underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
-        trusted_proxies: s
-            .trusted_proxies
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| match parse_net(p.get_ref()) {
-                Ok(n) => Some(n),
-                Err(m) => {
-                    c.err(&format!("server.trusted_proxies[{i}]"), Some(p.span()), m);
-                    None
-                }
-            })
-            .collect(),
+        trusted_proxies: c.nets(
+            "server.trusted_proxies",
+            s.trusted_proxies.as_deref().unwrap_or_default(),
+        ),
     };
 
     let default_wait = defaults::wait_for(profile);
@@ -265,6 +268,12 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
 
     let tenants = tenants::tenants(&mut c, raw.tenants, &upstreams);
     let tls = raw.tls.map(|t| tenants::tls(&mut c, t));
+    let admin = AdminConfig {
+        allow: match &raw.admin.allow {
+            None => defaults::admin_allow(),
+            Some(list) => c.nets("admin.allow", list),
+        },
+    };
 
     if c.errors.is_empty() {
         return Ok(Config {
@@ -276,6 +285,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             spa,
             tenants,
             tls,
+            admin,
         });
     }
     // File order reads best; problems without a position (none today) last.
