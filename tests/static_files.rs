@@ -51,11 +51,17 @@ async fn index_is_served_with_its_headers() {
 async fn folders_serve_their_index_and_never_a_listing() {
     let (_spa, p) = plain().await;
     for (path, file) in [
-        ("/nested", "nested/index.html"),
         ("/nested/", "nested/index.html"),
         ("/nested/deeper/", "nested/deeper/index.html"),
     ] {
         assert_file(&get(&p.url(path), &[]).await, file);
+    }
+    // Without the slash, a redirect to it: the page's relative links would
+    // otherwise resolve one level up.
+    for (path, location) in [("/nested", "nested/"), ("/nested/deeper", "deeper/")] {
+        let r = get(&p.url(path), &[]).await;
+        assert_eq!(r.status, 301, "{path}");
+        assert_eq!(r.header("location"), Some(location), "{path}");
     }
     // A folder without index.html: 404, not a listing (and not the
     // fallback for a non-HTML client).
@@ -228,6 +234,30 @@ async fn content_types_and_cache_policy() {
 }
 
 #[tokio::test]
+async fn all_letter_hashes_count_in_a_folder_of_hashed_names() {
+    let spa = fixtures::spa();
+    let vite = spa.path("vite");
+    fs::create_dir(&vite).unwrap();
+    for name in [
+        "index-BxY3zK9a.js",
+        "vendor-a1B2c3D4.js",
+        "index-qwfkztbd.css",
+    ] {
+        fs::write(vite.join(name), "x").unwrap();
+    }
+    let p = support::start(spa.config("live_reload = false")).await;
+    let r = get(&p.url("/vite/index-qwfkztbd.css"), &[]).await;
+    assert_eq!(
+        r.header("cache-control"),
+        Some("public, max-age=31536000, immutable")
+    );
+    // The same tail among unhashed names is taken for a word.
+    let r = get(&p.url("/assets/about-settings.js"), &[]).await;
+    assert_eq!(r.header("cache-control"), Some("no-cache"));
+    p.stop().await;
+}
+
+#[tokio::test]
 async fn head_has_the_same_headers_and_no_body() {
     let (_spa, p) = plain().await;
     for path in ["/", "/app.3f9a1c2b.js", "/style.css"] {
@@ -350,6 +380,56 @@ async fn single_ranges_and_if_range() {
     let r = get(&url, &[("range", "bytes=0-1"), ("if-range", "\"old\"")]).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), len);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_precompressed_sibling_older_than_its_file_is_never_served() {
+    let spa = fixtures::spa();
+    let js = spa.path("app.3f9a1c2b.js");
+    let now = std::time::SystemTime::now();
+    // The build rewrote the file; the .gz and .br are from the build before.
+    for stale in ["app.3f9a1c2b.js.gz", "app.3f9a1c2b.js.br"] {
+        fs::File::options()
+            .write(true)
+            .open(spa.path(stale))
+            .unwrap()
+            .set_modified(now - Duration::from_secs(60))
+            .unwrap();
+    }
+    fs::File::options()
+        .write(true)
+        .open(&js)
+        .unwrap()
+        .set_modified(now)
+        .unwrap();
+    let p = support::start(spa.config("live_reload = false")).await;
+    let r = get(
+        &p.url("/app.3f9a1c2b.js"),
+        &[("accept-encoding", "gzip, br")],
+    )
+    .await;
+    assert_file(&r, "app.3f9a1c2b.js");
+    assert_eq!(r.header("content-encoding"), None);
+    // Recompressed: served again (the watcher clears the cache).
+    fs::File::options()
+        .write(true)
+        .open(spa.path("app.3f9a1c2b.js.gz"))
+        .unwrap()
+        .set_modified(now + Duration::from_secs(1))
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get(&p.url("/app.3f9a1c2b.js"), &[("accept-encoding", "gzip")]).await;
+        if r.header("content-encoding") == Some("gzip") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fresh .gz is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     p.stop().await;
 }
 

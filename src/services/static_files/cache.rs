@@ -36,6 +36,8 @@ pub(super) struct Entry {
     pub identity: Repr,
     pub br: Option<Repr>,
     pub gzip: Option<Repr>,
+    /// Served for a folder (its `index.html`).
+    pub folder: bool,
 }
 
 impl Entry {
@@ -75,6 +77,20 @@ pub(super) enum Source {
     Disk(PathBuf),
 }
 
+/// The names of the other entries in `path`'s folder, up to a bound (a
+/// bundler's folder of thousands is judged by its first ones).
+fn siblings(path: &std::path::Path) -> Vec<String> {
+    const MAX: usize = 256;
+    let Some(dir) = path.parent().and_then(|d| fs::read_dir(d).ok()) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| path.file_name().is_none_or(|own| own != n.as_str()))
+        .take(MAX)
+        .collect()
+}
+
 /// Builds the entry for a resolved file. Blocking: call it off the async
 /// threads. Content goes into memory when it all fits in `budget` bytes;
 /// otherwise it streams from disk and its ETag comes from size and mtime.
@@ -93,12 +109,13 @@ pub(super) fn build(found: &Found, budget: u64, inject: bool) -> io::Result<Entr
     .expect("an HTTP date is a valid header value");
     let mut entry = Entry {
         content_type: policy::content_type(&found.name),
-        cache_control: policy::cache_control(&found.name),
+        cache_control: policy::cache_control(&found.name, || siblings(&found.path)),
         last_modified,
         modified,
         identity: disk_repr(&found.path, &found.meta, None),
         br: None,
         gzip: None,
+        folder: found.folder,
     };
 
     if inject && policy::is_html(&found.name) && found.meta.len() <= MAX_INJECTED_HTML {
@@ -284,6 +301,7 @@ mod tests {
                 identity: memory_repr(Bytes::from(vec![b'a'; n]), None, ""),
                 br: None,
                 gzip: None,
+                folder: false,
             })
         };
         let cache = Cache::new(10);

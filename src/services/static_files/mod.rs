@@ -137,6 +137,11 @@ impl StaticDir {
         // Once more after a stale disk entry; twice stale is a 404.
         for _ in 0..2 {
             let entry = match self.lookup(path).await? {
+                // A folder asked for without its slash: its index.html's
+                // relative links would resolve one level up.
+                Lookup::Found(e) if e.folder && !path.ends_with('/') => {
+                    return Ok(add_slash(method, path));
+                }
                 Lookup::Found(e) => e,
                 Lookup::Missing if self.falls_back(headers, path) => {
                     match self.lookup("/").await? {
@@ -256,6 +261,23 @@ fn waiting_for_build(method: &Method) -> Response<Body> {
     let mut resp = html_page(method, StatusCode::SERVICE_UNAVAILABLE, page, "no-store");
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// 301 to the folder with its slash, as a relative reference (`docs/` for
+/// `/docs`), so it holds below any route prefix.
+fn add_slash(method: &Method, path: &str) -> Response<Body> {
+    let last = path.rsplit('/').next().unwrap_or("");
+    let mut resp = html_page(
+        method,
+        StatusCode::MOVED_PERMANENTLY,
+        String::new(),
+        "no-cache",
+    );
+    let location = format!("{last}/");
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
     resp
 }
 

@@ -29,8 +29,27 @@ pub(super) fn is_html(name: &str) -> bool {
 /// `Cache-Control`: content-hashed names never change, so browsers may keep
 /// them for a year without asking; everything else (index.html above all)
 /// must be revalidated on every use.
-pub(super) fn cache_control(name: &str) -> HeaderValue {
-    HeaderValue::from_static(if is_hashed(name) && !is_html(name) {
+///
+/// A name whose tail could be an all-letter hash or a word
+/// (`index-qwfkztbd.js`, `about-settings.js`) counts as hashed only if
+/// `siblings` (the other names in its folder, asked only then) are all
+/// hash-shaped, at least two of them surely: a bundler's output folder,
+/// which holds nothing else. A wrongly immutable file would stay stale for a year; a missed
+/// hash only costs a revalidation.
+pub(super) fn cache_control(name: &str, siblings: impl FnOnce() -> Vec<String>) -> HeaderValue {
+    let hashed = is_hashed(name)
+        || (maybe_hashed(name) && {
+            let others = siblings();
+            let others = || {
+                others
+                    .iter()
+                    .map(|n| strip_derived(n))
+                    .filter(|n| *n != name)
+            };
+            others().all(|n| is_hashed(n) || maybe_hashed(n))
+                && others().filter(|n| is_hashed(n)).count() >= 2
+        });
+    HeaderValue::from_static(if hashed && !is_html(name) {
         IMMUTABLE
     } else {
         NO_CACHE
@@ -45,18 +64,50 @@ pub(super) fn cache_control(name: &str) -> HeaderValue {
 ///   base64url characters (`index-BxY3zK9a.js`). Random base64 looks
 ///   nothing like a word, so an all-lowercase or capitalised tail
 ///   (`about-settings.js`, `x-Settings.js`) is not taken for a hash.
+///
+/// In Vite's `assets/` folder (see [`cache_control`]) every `[name]-[hash]`
+/// counts, all-letter hashes included (about 0.4% of them: `-qWfkZtbd`).
 pub(super) fn is_hashed(name: &str) -> bool {
-    let stem = match name.rfind('.') {
-        Some(i) if i > 0 => &name[..i],
-        _ => return false,
+    let Some(stem) = stem(name) else {
+        return false;
     };
     let hex_segment = stem
         .split(['.', '-', '_'])
         .any(|s| s.len() >= 8 && s.bytes().all(|b| b.is_ascii_hexdigit()));
-    hex_segment || vite_hash(stem)
+    hex_segment || vite_hash(stem, Tail::LooksRandom)
 }
 
-fn vite_hash(stem: &str) -> bool {
+/// Whether the name has a Vite-shaped tail that may be an all-letter hash.
+fn maybe_hashed(name: &str) -> bool {
+    stem(name).is_some_and(|s| vite_hash(s, Tail::AnyLetters))
+}
+
+/// A name without the suffixes of files derived from it (precompressed
+/// copies, source maps).
+fn strip_derived(name: &str) -> &str {
+    [".gz", ".br", ".map"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name)
+}
+
+fn stem(name: &str) -> Option<&str> {
+    match name.rfind('.') {
+        Some(i) if i > 0 => Some(&name[..i]),
+        _ => None,
+    }
+}
+
+/// Which 8-character tails count as a Vite hash.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tail {
+    /// Only those that cannot be a word: a digit, or mixed case inside.
+    LooksRandom,
+    /// Any base64url tail (where every name is known to be hashed).
+    AnyLetters,
+}
+
+fn vite_hash(stem: &str, tail_rule: Tail) -> bool {
     const LEN: usize = 8;
     let bytes = stem.as_bytes();
     if bytes.len() < LEN + 2 {
@@ -71,6 +122,9 @@ fn vite_hash(stem: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
     {
         return false;
+    }
+    if tail_rule == Tail::AnyLetters {
+        return true;
     }
     let digit = tail.iter().any(u8::is_ascii_digit);
     let inner_upper = tail[1..].iter().any(u8::is_ascii_uppercase);
@@ -114,10 +168,35 @@ mod tests {
 
     #[test]
     fn cache_control_by_name() {
-        assert_eq!(cache_control("app.3f9a1c2b.js"), IMMUTABLE);
-        assert_eq!(cache_control("index.html"), NO_CACHE);
-        assert_eq!(cache_control("page.a1b2c3d4.html"), NO_CACHE);
-        assert_eq!(cache_control("style.css"), NO_CACHE);
+        let none = Vec::new;
+        assert_eq!(cache_control("app.3f9a1c2b.js", none), IMMUTABLE);
+        assert_eq!(cache_control("index.html", none), NO_CACHE);
+        assert_eq!(cache_control("page.a1b2c3d4.html", none), NO_CACHE);
+        assert_eq!(cache_control("style.css", none), NO_CACHE);
+        // All-letter Vite hashes count in a folder of hashed names only.
+        let vite = || {
+            [
+                "index-BxY3zK9a.js",
+                "index-BxY3zK9a.js.gz",
+                "vendor-a1B2c3D4.css",
+                "x-qwfkztbd.js",
+            ]
+            .map(String::from)
+            .to_vec()
+        };
+        let mixed = || {
+            ["index-BxY3zK9a.js", "logo-abc12345.svg", "data.json"]
+                .map(String::from)
+                .to_vec()
+        };
+        for name in ["x-qwfkztbd.js", "index-QWFKZTBD.css", "vendor-Qwfkztbd.js"] {
+            assert_eq!(cache_control(name, vite), IMMUTABLE, "{name}");
+            assert_eq!(cache_control(name, mixed), NO_CACHE, "{name}");
+            assert_eq!(cache_control(name, none), NO_CACHE, "{name}");
+        }
+        assert_eq!(cache_control("about-settings.js", mixed), NO_CACHE);
+        assert_eq!(cache_control("favicon.ico", vite), NO_CACHE);
+        assert_eq!(cache_control("index.html", vite), NO_CACHE);
     }
 
     #[test]

@@ -60,6 +60,10 @@ fn is_normal_name(seg: &str, first: bool) -> bool {
     )
 }
 
+/// How much older than its file a precompressed sibling may be and still
+/// count as made from it.
+const STALE_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A regular file found below the root, with its precompressed siblings.
 #[derive(Debug)]
 pub(super) struct Found {
@@ -70,6 +74,8 @@ pub(super) struct Found {
     pub meta: Metadata,
     pub br: Option<(PathBuf, Metadata)>,
     pub gzip: Option<(PathBuf, Metadata)>,
+    /// The path named a folder; this is its `index.html`.
+    pub folder: bool,
 }
 
 #[derive(Debug)]
@@ -98,7 +104,8 @@ pub(super) fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
         Some(m) => m,
         None => return Ok(Resolution::Missing),
     };
-    if meta.is_dir() {
+    let folder = meta.is_dir();
+    if folder {
         path.push("index.html");
         meta = match metadata(&path)? {
             Some(m) => m,
@@ -116,12 +123,27 @@ pub(super) fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // A precompressed sibling older than its file is stale (a rebuild that
+    // did not recompress, an edit by hand): it would serve the old content,
+    // so it is ignored. "Older" allows for STALE_SLACK: a copy of the whole
+    // folder (`cp -r`, an rsync without times) writes siblings in any order,
+    // microseconds apart, and FAT keeps times to 2 s.
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.checked_sub(STALE_SLACK));
     let sibling = |ext: &str| -> io::Result<Option<(PathBuf, Metadata)>> {
         let mut p = path.clone().into_os_string();
         p.push(ext);
         let p = PathBuf::from(p);
         match metadata(&p)? {
-            Some(m) if m.is_file() && stays_inside(&canon_root, &p)? => Ok(Some((p, m))),
+            Some(m)
+                if m.is_file()
+                    && m.modified().ok() >= modified
+                    && stays_inside(&canon_root, &p)? =>
+            {
+                Ok(Some((p, m)))
+            }
             _ => Ok(None),
         }
     };
@@ -133,6 +155,7 @@ pub(super) fn resolve(root: &Path, comps: &[String]) -> io::Result<Resolution> {
         meta,
         br,
         gzip,
+        folder,
     })))
 }
 
