@@ -120,6 +120,12 @@ async fn run<F>(
 /// Watches the file at `path` (which may not exist yet) and sends `()` on
 /// `tx` for every change to it. The folder is watched, not the file:
 /// editors replace files by rename, which a watch on the file would lose.
+///
+/// Besides events that name the file, any change in the folder that
+/// changes what the path resolves to counts: a Kubernetes ConfigMap volume
+/// holds `portero.toml -> ..data/portero.toml` and is updated by pointing
+/// the `..data` symlink at a new folder, which never touches a file named
+/// `portero.toml`.
 pub(crate) fn file(
     path: &Path,
     tx: mpsc::UnboundedSender<()>,
@@ -127,16 +133,20 @@ pub(crate) fn file(
     let path = std::path::absolute(path).map_err(notify::Error::io)?;
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = path.file_name().map(|n| n.to_os_string());
+    let mut resolved = std::fs::canonicalize(&path).ok();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
         let Ok(event) = event else { return };
         if !changes_content(&event.kind) {
             return;
         }
-        if event
+        let named = event
             .paths
             .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-        {
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name);
+        let now = std::fs::canonicalize(&path).ok();
+        let moved = now != resolved;
+        resolved = now;
+        if named || moved {
             let _ = tx.send(());
         }
     })?;

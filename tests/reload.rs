@@ -117,3 +117,39 @@ impl Report for Reloader {
         }
     }
 }
+
+/// A Kubernetes ConfigMap volume: `portero.toml -> ..data/portero.toml`,
+/// `..data -> ..<timestamp>/`. An update writes a new timestamped folder
+/// and swaps `..data` atomically (a new symlink renamed over the old one);
+/// no file named portero.toml is ever written.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_reloads_the_config() {
+    use std::os::unix::fs::symlink;
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let first = root.join("..2026_11_30_12_00_00.123");
+    std::fs::create_dir(&first).unwrap();
+    write_config(&first.join("portero.toml"), a.addr);
+    symlink("..2026_11_30_12_00_00.123", root.join("..data")).unwrap();
+    symlink("..data/portero.toml", root.join("portero.toml")).unwrap();
+    let path = root.join("portero.toml");
+    let config = Config::load_file(&path).unwrap();
+    let reloader = Reloader {
+        path: path.clone(),
+        overrides: Overrides::default(),
+    };
+    let p = start_reloading(config, Some(reloader)).await;
+    assert_eq!(get(&p.url("/api/x"), &[]).await.status, 200);
+    assert_eq!(a.hits(), 1);
+
+    // What the kubelet does: a new folder, a new symlink, renamed over.
+    let second = root.join("..2026_11_30_12_05_00.456");
+    std::fs::create_dir(&second).unwrap();
+    write_config(&second.join("portero.toml"), b.addr);
+    symlink("..2026_11_30_12_05_00.456", root.join("..data_tmp")).unwrap();
+    std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+    std::fs::remove_dir_all(&first).unwrap();
+    until_served_by(&p, &b).await;
+}
