@@ -234,4 +234,35 @@ mod tests {
             None
         );
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        /// Host-like text: the characters hosts are made of, and some that
+        /// they must not contain.
+        fn host_like() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9.\\-\\[\\]:_ %@/]{0,40}"
+        }
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn parsing_never_panics(s in any::<String>()) {
+                let _ = HostName::parse(&s);
+                let _ = RequestHost::parse(&s);
+            }
+
+            #[test]
+            fn normalisation_is_idempotent(s in host_like()) {
+                if let Ok(h) = HostName::parse(&s) {
+                    prop_assert_eq!(HostName::parse(h.as_str()), Ok(h.clone()));
+                }
+                if let Ok(h) = RequestHost::parse(&s) {
+                    prop_assert_eq!(RequestHost::parse(&h.with_port()), Ok(h.clone()));
+                }
+            }
+        }
+    }
 }

@@ -43,6 +43,20 @@ mod snapshot;
 mod tls;
 mod watch;
 
+/// What the property tests share.
+#[cfg(test)]
+mod testing {
+    /// 256 cases per property, or `PROPTEST_CASES` when set (a long run:
+    /// `PROPTEST_CASES=100000 cargo test --lib`).
+    pub(crate) fn proptest_config() -> proptest::test_runner::Config {
+        let mut config = proptest::test_runner::Config::default();
+        if std::env::var_os("PROPTEST_CASES").is_none() {
+            config.cases = 256;
+        }
+        config
+    }
+}
+
 pub use config::Config;
 pub use error::StartupError;
 pub use server::{Listeners, Outcome, Reloader, launch, run, run_per_core, run_with_reload};

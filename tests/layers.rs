@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, from the bottom.
 const LAYERS: &[&[&str]] = &[
-    &["host", "conn"],
+    &["host", "conn", "testing"],
     &["config"],
     &["error"],
     &["routing", "http", "tls", "watch", "cert", "access_log"],

@@ -353,3 +353,50 @@ fn admin_endpoints_default_to_loopback() {
         ]
     );
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines a config is made of, valid and not, in any order.
+    fn toml_like() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            Just("[server]".to_string()),
+            Just("[[routes]]".to_string()),
+            Just("[upstreams.backend]".to_string()),
+            Just("[tenants]".to_string()),
+            Just("[tls]".to_string()),
+            Just("[spa]".to_string()),
+            Just("[admin]".to_string()),
+            Just("url = \"http://127.0.0.1:8000\"".to_string()),
+            Just("prefix = \"/api\"".to_string()),
+            Just("upstream = \"backend\"".to_string()),
+            Just("spa = true".to_string()),
+            "[a-z_]{1,12} = \"[ -~]{0,12}\"",
+            "[a-z_]{1,12} = [0-9]{1,4}",
+            "[a-z_]{1,12} = \\[\"[ -~]{0,8}\"\\]",
+            "[ -~]{0,20}",
+        ];
+        proptest::collection::vec(line, 0..12).prop_map(|l| l.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(crate::testing::proptest_config())]
+
+        #[test]
+        fn loading_never_panics_and_every_error_points_into_the_file(text in toml_like()) {
+            if let Err(errs) = Config::from_str(&text, Source::Embedded) {
+                prop_assert!(!errs.errors.is_empty());
+                for e in &errs.errors {
+                    let span = e.span.as_ref();
+                    prop_assert!(
+                        span.is_some_and(|s| s.start <= s.end && s.end <= text.len()),
+                        "{e:?}"
+                    );
+                    // Rendering (line:column from the span) never panics.
+                    let _ = errs.to_string();
+                }
+            }
+        }
+    }
+}

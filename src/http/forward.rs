@@ -279,4 +279,112 @@ mod tests {
         assert_eq!(get(&h, "x-forwarded-for"), Some("10.0.0.9"));
         assert_eq!(get(&h, "x-forwarded-host"), Some("acme.localhost:8080"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const NAMES: &[&str] = &[
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "transfer-encoding",
+            "trailer",
+            "upgrade",
+            "http2-settings",
+            "proxy-authorization",
+            "content-length",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-forwarded-port",
+            "forwarded",
+            "x-real-ip",
+            "x-tenant",
+            "x_tenant",
+            "x_forwarded_for",
+            "x-secret",
+            "x-other",
+            "cookie",
+            "origin",
+            "accept",
+        ];
+
+        fn header() -> impl Strategy<Value = (String, String)> {
+            let name = prop::sample::select(NAMES).prop_map(str::to_string);
+            let value = prop_oneof![
+                "[ -~]{0,16}",
+                prop::sample::subsequence(NAMES.to_vec(), 0..4).prop_map(|t| t.join(", ")),
+            ];
+            (name, value)
+        }
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn the_forwarded_head_keeps_only_end_to_end_headers(
+                headers in proptest::collection::vec(header(), 0..12),
+                trusted in any::<bool>(),
+            ) {
+                // Host as dispatch validated it; everything else arbitrary.
+                let pairs: Vec<(&str, &str)> = std::iter::once(("host", "acme.localhost:8080"))
+                    .chain(
+                        headers
+                            .iter()
+                            .filter(|(_, v)| HeaderValue::from_str(v).is_ok())
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    )
+                    .collect();
+                let named: Vec<String> = pairs
+                    .iter()
+                    .filter(|(k, _)| *k == "connection")
+                    .flat_map(|(_, v)| v.split(','))
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect();
+                let lengths = pairs.iter().filter(|(k, _)| *k == "content-length").count();
+                let h = run(&pairs, trusted, "acme.chalanpro.net");
+                for hop in HOP_BY_HOP_NAMES {
+                    prop_assert!(!h.contains_key(*hop), "{} forwarded: {:?}", hop, h);
+                }
+                for token in &named {
+                    let set_here = ["host", "x-forwarded-for", "x-forwarded-host",
+                        "x-forwarded-proto", "x-forwarded-port", "x-tenant"];
+                    if !set_here.contains(&token.as_str()) {
+                        prop_assert!(!h.contains_key(token.as_str()), "{} named in Connection: {:?}", token, h);
+                    }
+                }
+                // Framing: chunked is re-framed by the connection, never
+                // forwarded; Content-Length passes as it came.
+                prop_assert!(!h.contains_key("transfer-encoding"));
+                prop_assert_eq!(h.get_all("content-length").iter().count(), lengths);
+                prop_assert_eq!(h.get_all("host").iter().count(), 1);
+                prop_assert_eq!(h.get("host").unwrap(), "acme.chalanpro.net");
+                prop_assert_eq!(h.get_all("x-tenant").iter().collect::<Vec<_>>(), vec!["acme"]);
+                prop_assert!(h.keys().all(|k| !k.as_str().contains('_')), "{:?}", h);
+                if !trusted {
+                    prop_assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), vec!["10.0.0.9"]);
+                    prop_assert_eq!(h.get("x-forwarded-host").unwrap(), "acme.localhost:8080");
+                    prop_assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+                    prop_assert!(!h.contains_key("forwarded") && !h.contains_key("x-real-ip"));
+                } else {
+                    let xff = h.get("x-forwarded-for").unwrap().to_str().unwrap();
+                    prop_assert!(xff.ends_with("10.0.0.9"), "{}", xff);
+                }
+            }
+        }
+
+        const HOP_BY_HOP_NAMES: &[&str] = &[
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "transfer-encoding",
+            "trailer",
+            "upgrade",
+            "http2-settings",
+            "proxy-authorization",
+        ];
+    }
 }

@@ -216,4 +216,83 @@ mod tests {
         let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
         assert_eq!(cookies, ["csrftoken=x", "b=2"]);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn url() -> impl Strategy<Value = String> {
+            let scheme = prop::sample::select(vec!["http", "https", "HTTP", "ftp", ""]);
+            let host = prop::sample::select(vec![
+                "acme.chalanpro.net",
+                "ACME.chalanpro.net",
+                "127.0.0.1:8000",
+                "127.0.0.1:9000",
+                "evil.example.com",
+                "acme.chalanpro.net.evil.com",
+                "evil.com@acme.chalanpro.net",
+                "acme.chalanpro.net:1",
+                "",
+            ]);
+            let rest = "(/[a-z?=#@:]{0,12}){0,2}";
+            (scheme, host, rest).prop_map(|(s, h, r)| {
+                if s.is_empty() {
+                    format!("{h}{r}")
+                } else {
+                    format!("{s}://{h}{r}")
+                }
+            })
+        }
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn locations_move_only_to_the_clients_own_origin(u in url()) {
+                let mut h = HeaderMap::new();
+                let Ok(v) = HeaderValue::from_str(&u) else { return Ok(()) };
+                h.insert(header::LOCATION, v.clone());
+                h.insert(header::REFRESH, HeaderValue::from_str(&format!("0; url={u}")).unwrap());
+                response(&mut h, &RW);
+                let loc = h[header::LOCATION].to_str().unwrap();
+                if loc != u {
+                    prop_assert!(loc.starts_with(RW.client_origin), "{} -> {}", u, loc);
+                    let authority = u
+                        .split_once("://")
+                        .map(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    let host = authority.rsplit_once(':').map_or(authority.as_str(), |(h, _)| h);
+                    prop_assert!(
+                        host == RW.forwarded_host || authority == RW.upstream_authority,
+                        "a foreign URL was rewritten: {} -> {}", u, loc
+                    );
+                }
+                let refresh = h[header::REFRESH].to_str().unwrap();
+                let target = refresh.split_once("url=").unwrap().1;
+                prop_assert!(target == u || target.starts_with(RW.client_origin), "{}", refresh);
+            }
+
+            #[test]
+            fn cookies_lose_only_the_forwarded_hosts_domain(
+                domain in prop::sample::select(vec![
+                    "acme.chalanpro.net", ".acme.chalanpro.net", "chalanpro.net",
+                    ".chalanpro.net", "evil.com", "ACME.CHALANPRO.NET",
+                ]),
+                path in "(/[a-z]{0,6})?",
+            ) {
+                let cookie = format!("sid=1; Domain={domain}; Path=/{path}; HttpOnly");
+                let mut h = HeaderMap::new();
+                h.insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).unwrap());
+                response(&mut h, &RW);
+                let out = h[header::SET_COOKIE].to_str().unwrap();
+                prop_assert!(out.starts_with("sid=1;") && out.contains("HttpOnly"), "{}", out);
+                if domain.to_ascii_lowercase().contains("evil") {
+                    prop_assert_eq!(out, cookie.as_str());
+                }
+                let kept_domain = out.to_ascii_lowercase().contains("domain=");
+                prop_assert!(!kept_domain || out == cookie, "{}", out);
+            }
+        }
+    }
 }

@@ -235,13 +235,7 @@ mod tests {
 
     /// `ProptestConfig::with_cases` ignores `PROPTEST_CASES`; `default()`
     /// reads it, so only its absence sets the modest default here.
-    fn config() -> ProptestConfig {
-        let mut config = ProptestConfig::default();
-        if std::env::var_os("PROPTEST_CASES").is_none() {
-            config.cases = 256;
-        }
-        config
-    }
+    use crate::testing::proptest_config as config;
 
     /// Paths built from the pieces that matter: separators, dots, escapes
     /// of dots and slashes, broken escapes, non-ASCII.

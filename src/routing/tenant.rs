@@ -293,4 +293,37 @@ mod tests {
             Ok((Some("acme".into()), "acme.chalanpro.net".into()))
         );
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn an_alias_always_maps_inside_the_base_domain(
+                label in "[a-z0-9]([a-z0-9-]{0,12}[a-z0-9])?(\\.[a-z0-9]{1,8}){0,2}"
+            ) {
+                let c = cfg("[tenants]\nbase_domain = \"chalanpro.net\"");
+                let base = HostName::parse("chalanpro.net").unwrap();
+                let host = HostName::parse(&format!("{label}.localhost")).unwrap();
+                let r = resolve(&host, &c).unwrap();
+                prop_assert_eq!(r.forward_host.label_below(&base), Some(label.as_str()));
+                prop_assert_eq!(r.tenant.as_deref(), Some(label.as_str()));
+            }
+
+            #[test]
+            fn an_ip_literal_is_never_a_tenant(ip in any::<std::net::IpAddr>()) {
+                let c = cfg("[tenants]\nbase_domain = \"chalanpro.net\"");
+                let text = match ip {
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                let host = HostName::parse(&text).unwrap();
+                let r = resolve(&host, &c).unwrap();
+                prop_assert_eq!(r.tenant, None);
+            }
+        }
+    }
 }

@@ -263,7 +263,12 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         None => defaults::routes(profile),
     };
     if routes.is_empty() && c.errors.is_empty() {
-        c.err("routes", None, "no routes: nothing would be served".into());
+        // The whole file is at fault: point at its start.
+        c.err(
+            "routes",
+            Some(0..0),
+            "no routes: nothing would be served".into(),
+        );
     }
 
     let tenants = tenants::tenants(&mut c, raw.tenants, &upstreams);

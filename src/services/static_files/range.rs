@@ -140,4 +140,27 @@ mod tests {
             lm
         ));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn range_like() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                any::<Vec<u8>>(),
+                "(bytes|BYTES|items)?=?[0-9 ,\\-]{0,30}".prop_map(String::into_bytes),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn a_partial_range_lies_inside_the_file(header in range_like(), len in 0u64..10_000) {
+                if let Ranged::Partial(r) = parse(&header, len) {
+                    prop_assert!(r.start < r.end && r.end <= len, "{:?} of {}", r, len);
+                }
+            }
+        }
+    }
 }

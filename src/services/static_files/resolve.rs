@@ -299,4 +299,105 @@ mod tests {
         assert!(matches!(res("/out.txt"), Resolution::Forbidden));
         assert!(matches!(res("/env.txt"), Resolution::Forbidden));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// A tree with nested folders, dotfiles, and symlinks that point
+        /// inside the root, outside it, and into dotfiles; built once.
+        fn tree() -> &'static (tempfile::TempDir, PathBuf) {
+            static TREE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+            TREE.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let root = dir.path().join("root");
+                let outside = dir.path().join("outside");
+                for d in [
+                    &root.join("a/b"),
+                    &root.join(".git"),
+                    &root.join(".well-known"),
+                    &outside,
+                ] {
+                    fs::create_dir_all(d).unwrap();
+                }
+                for f in [
+                    "index.html",
+                    "a/x.js",
+                    "a/b/index.html",
+                    ".env",
+                    ".git/config",
+                    ".well-known/security.txt",
+                    "a/.hidden",
+                ] {
+                    fs::write(root.join(f), f).unwrap();
+                }
+                fs::write(outside.join("secret"), "secret").unwrap();
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::symlink;
+                    symlink(&outside, root.join("out")).unwrap();
+                    symlink(outside.join("secret"), root.join("a/secret")).unwrap();
+                    symlink(root.join(".env"), root.join("env-link")).unwrap();
+                    symlink(root.join("a/x.js"), root.join("a/b/x-link.js")).unwrap();
+                    symlink("../..", root.join("a/b/up")).unwrap();
+                }
+                (dir, root)
+            })
+        }
+
+        fn path_like() -> impl Strategy<Value = String> {
+            let seg = prop::sample::select(vec![
+                "a",
+                "b",
+                "x.js",
+                "index.html",
+                ".env",
+                ".git",
+                "config",
+                ".well-known",
+                "security.txt",
+                ".hidden",
+                "out",
+                "secret",
+                "env-link",
+                "x-link.js",
+                "up",
+                "..",
+                ".",
+                "%2e%2e",
+                "%2f",
+                "%2e",
+                "",
+                "root",
+                "outside",
+            ]);
+            proptest::collection::vec(seg, 0..7).prop_map(|s| format!("/{}", s.join("/")))
+        }
+
+        proptest! {
+            #![proptest_config(crate::testing::proptest_config())]
+
+            #[test]
+            fn nothing_resolves_outside_the_root_or_to_a_dotfile(p in path_like()) {
+                let (_, root) = tree();
+                let canon_root = root.canonicalize().unwrap();
+                let normal = crate::routing::path::normalize(&p);
+                let Some(comps) = components(&normal) else { return Ok(()) };
+                if let Ok(Resolution::File(found)) = resolve(root, &comps) {
+                    let canon = found.path.canonicalize().unwrap();
+                    let rel = canon.strip_prefix(&canon_root);
+                    prop_assert!(rel.is_ok(), "{} resolved outside: {}", p, canon.display());
+                    let rel = rel.unwrap();
+                    for (i, c) in rel.components().enumerate() {
+                        let n = c.as_os_str().to_string_lossy();
+                        prop_assert!(
+                            !n.starts_with('.') || (i == 0 && n == WELL_KNOWN),
+                            "{} resolved to a dotfile: {}", p, rel.display()
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
