@@ -659,6 +659,12 @@ fn framing_cases() -> Vec<Case> {
         case(g, "not_http", "Bytes that are not HTTP (a TLS ClientHello on the plain port) get a 400 or a closed connection, nothing forwarded.",
             b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n")
             .status_or_closed(&[400]).nothing(),
+        case(g, "preface_first_byte_only", "A connection that sends only \"P\" (it could begin the HTTP/2 preface) is closed at header_read_timeout without a response.",
+            "P")
+            .closed().nothing(),
+        case(g, "preface_cut_short", "The first line of the HTTP/2 preface and nothing more is closed at header_read_timeout without a response.",
+            "PRI * HTTP/2.0\r\n")
+            .closed().nothing(),
         case(g, "double_space_request_line", "A request line with two spaces between method and target is refused with 400.",
             "GET  /api/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
             .status(&[400]).nothing(),

@@ -11,6 +11,13 @@ use super::{HostMode, Profile, Route, RoutePrefix, RouteTarget, Upstream, Upstre
 pub(super) const LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 8080);
 /// `server.header_read_timeout`.
 pub(super) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// `server.tls_handshake_timeout`.
+pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// `server.http2_idle_timeout`: as long as nginx's keepalive_timeout (75 s)
+/// rounded down; an idle HTTP/2 connection costs a socket and its buffers.
+pub(super) const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `server.send_timeout` (nginx's send_timeout).
+pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 /// `server.shutdown_timeout`.
 pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `upstreams.*.connect_timeout`.

@@ -60,6 +60,10 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub listen: Option<Spanned<OneOrMany>>,
     pub header_read_timeout: Option<Spanned<Scalar>>,
+    pub tls_handshake_timeout: Option<Spanned<Scalar>>,
+    pub http2_idle_timeout: Option<Spanned<Scalar>>,
+    pub send_timeout: Option<Spanned<Scalar>>,
+    pub max_connections: Option<Spanned<i64>>,
     pub keep_alive: Option<bool>,
     pub http2_prior_knowledge: Option<bool>,
     pub reuse_port: Option<bool>,

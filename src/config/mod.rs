@@ -99,7 +99,20 @@ pub enum RuntimeMode {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
+    /// A client must send its first bytes, then each request head (the wait
+    /// between keep-alive requests included), within this time.
     pub header_read_timeout: Duration,
+    /// A TLS client must finish its handshake within this time.
+    pub tls_handshake_timeout: Duration,
+    /// An HTTP/2 connection with no request in flight for this long is
+    /// closed (GOAWAY).
+    pub http2_idle_timeout: Duration,
+    /// A client that accepts no byte of what portero writes for this long is
+    /// disconnected.
+    pub send_timeout: Duration,
+    /// Most client connections open at once, over all workers; `None`:
+    /// derived from the open-file limit at start.
+    pub max_connections: Option<usize>,
     pub keep_alive: bool,
     pub http2_prior_knowledge: bool,
     /// Listen with `SO_REUSEPORT`, so several portero processes can share

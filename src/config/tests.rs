@@ -52,6 +52,26 @@ fn example_configs_are_valid() {
 }
 
 #[test]
+fn server_timers_and_the_connection_cap() {
+    let c = load("[server]\n").unwrap();
+    assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(10));
+    assert_eq!(c.server.http2_idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.send_timeout, Duration::from_secs(60));
+    assert_eq!(c.server.max_connections, None);
+    let c = load(
+        "[server]\ntls_handshake_timeout = \"2s\"\nhttp2_idle_timeout = \"5m\"\nsend_timeout = 30\nmax_connections = 500\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.tls_handshake_timeout, Duration::from_secs(2));
+    assert_eq!(c.server.http2_idle_timeout, Duration::from_secs(300));
+    assert_eq!(c.server.send_timeout, Duration::from_secs(30));
+    assert_eq!(c.server.max_connections, Some(500));
+    let errors = load("[server]\nsend_timeout = \"0s\"\nmax_connections = 0\n").unwrap_err();
+    let keys: Vec<&str> = errors.errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["server.send_timeout", "server.max_connections"]);
+}
+
+#[test]
 fn a_valid_file() {
     let c = load(
         r#"

@@ -226,6 +226,8 @@ struct Prepared {
     builders: Arc<connection::Builders>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     deadline: std::time::Duration,
+    /// Each worker's share of `server.max_connections`.
+    max_connections: usize,
 }
 
 /// The shared state for `config` served on `listeners` by `workers`
@@ -250,6 +252,13 @@ fn prepare(
         }
     }
     let deadline = config.server.shutdown_timeout;
+    let max_connections = per_worker(
+        config
+            .server
+            .max_connections
+            .unwrap_or_else(derived_max_connections),
+        workers,
+    );
     let builders = Arc::new(connection::Builders::new(&config.server));
     let (tls, cert_store) = tls_acceptor.unzip();
     let shared = Shared::new(config, workers);
@@ -267,7 +276,42 @@ fn prepare(
         builders,
         tls,
         deadline,
+        max_connections,
     })
+}
+
+/// Descriptors kept for what is not a client connection: listeners, the
+/// config and certificate files, the file watcher, logs.
+const FD_RESERVE: u64 = 64;
+
+/// The default `server.max_connections`: raises the soft open-file limit to
+/// the hard one, then allows `(limit - 64) / 2` connections, as each may
+/// hold a second descriptor (its upstream connection, a file being sent).
+fn derived_max_connections() -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => {
+            tracing::debug!("open-file limit (RLIMIT_NOFILE soft) raised to {n}");
+            n
+        }
+        Err(e) => {
+            let soft = rlimit::Resource::NOFILE
+                .get()
+                .map_or(1024, |(soft, _)| soft);
+            tracing::debug!("cannot raise the open-file limit ({e}); it stays {soft}");
+            soft
+        }
+    };
+    connections_for(limit)
+}
+
+fn connections_for(nofile: u64) -> usize {
+    let n = nofile.saturating_sub(FD_RESERVE) / 2;
+    usize::try_from(n).unwrap_or(usize::MAX).max(1)
+}
+
+/// Each worker's share of `total` (at least one connection each).
+fn per_worker(total: usize, workers: usize) -> usize {
+    (total / workers.max(1)).max(1)
 }
 
 /// Serves until `shutdown` completes, then drains gracefully. `worker` is
@@ -284,7 +328,10 @@ async fn serve(
         builders,
         tls: tls_acceptor,
         deadline,
+        max_connections,
     } = p;
+    tracing::debug!("{who}serving at most {max_connections} connection(s) at once");
+    let cap = Arc::new(connection::Cap::new(max_connections));
     let graceful = Arc::new(GracefulShutdown::new());
     let stop = CancellationToken::new();
     let mut accepting = JoinSet::new();
@@ -296,6 +343,7 @@ async fn serve(
             tls,
             shared.clone(),
             builders.clone(),
+            cap.clone(),
             graceful.clone(),
             stop.clone(),
         ));
@@ -332,5 +380,19 @@ async fn serve(
         // Tunnels end promptly once cancelled; bound the wait anyway.
         let _ =
             tokio::time::timeout(std::time::Duration::from_secs(1), tunnels.tracker.wait()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_connection_cap_follows_the_open_file_limit() {
+        assert_eq!(connections_for(1024), 480);
+        assert_eq!(connections_for(65_536), 32_736);
+        assert_eq!(connections_for(10), 1);
+        assert_eq!(per_worker(480, 4), 120);
+        assert_eq!(per_worker(3, 4), 1);
     }
 }

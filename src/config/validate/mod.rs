@@ -41,6 +41,23 @@ impl Checker {
         }
     }
 
+    /// A duration that must be more than zero (a timer that never fires
+    /// would be written as a very long one).
+    fn positive_duration(
+        &mut self,
+        key: &str,
+        v: &Option<Spanned<Scalar>>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(key, v, default);
+        if d.is_zero() {
+            let span = v.as_ref().map(|s| s.span());
+            self.err(key, span, "must be more than 0".into());
+            return default;
+        }
+        d
+    }
+
     fn opt_duration(&mut self, key: &str, v: &Option<Spanned<Scalar>>) -> Option<Duration> {
         let s = v.as_ref()?;
         match parse_duration(s.get_ref()) {
@@ -149,6 +166,35 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             &s.header_read_timeout,
             defaults::HEADER_READ_TIMEOUT,
         ),
+        tls_handshake_timeout: c.positive_duration(
+            "server.tls_handshake_timeout",
+            &s.tls_handshake_timeout,
+            defaults::TLS_HANDSHAKE_TIMEOUT,
+        ),
+        http2_idle_timeout: c.positive_duration(
+            "server.http2_idle_timeout",
+            &s.http2_idle_timeout,
+            defaults::HTTP2_IDLE_TIMEOUT,
+        ),
+        send_timeout: c.positive_duration(
+            "server.send_timeout",
+            &s.send_timeout,
+            defaults::SEND_TIMEOUT,
+        ),
+        max_connections: s.max_connections.as_ref().and_then(|m| {
+            match usize::try_from(*m.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    c.err(
+                        "server.max_connections",
+                        Some(m.span()),
+                        "must be a positive number (leave it out to derive it from the open-file limit)"
+                            .into(),
+                    );
+                    None
+                }
+            }
+        }),
         keep_alive: s.keep_alive.unwrap_or(true),
         http2_prior_knowledge: s.http2_prior_knowledge.unwrap_or(true),
         reuse_port: s.reuse_port.unwrap_or(false),

@@ -23,6 +23,8 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::either::Either;
 
+use crate::conn::ClientIo;
+
 /// Bytes per read on the TCP path; lives on the stack only during a read.
 const CHUNK: usize = 16 * 1024;
 
@@ -34,15 +36,18 @@ pub(super) async fn run(
     idle: Option<Duration>,
 ) -> io::Result<(u64, u64)> {
     let activity = Activity::new();
-    // hyper-util's auto builder wraps the IO (HTTP/2-capable cleartext and
-    // TLS listeners); hyper's HTTP/1 builder does not.
-    let raw_client =
-        match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(client) {
-            Ok(p) => Ok((p.io, p.read_buf)),
-            Err(up) => up
-                .downcast::<TokioIo<TcpStream>>()
-                .map(|p| (p.io, p.read_buf)),
+    // The server hands hyper the client's TCP stream in a `ClientIo`: the
+    // splice takes the stream back out (with any bytes it had not replayed
+    // yet ahead of hyper's), and bounds stalls itself (`idle`).
+    let raw_client = client.downcast::<TokioIo<ClientIo<TcpStream>>>().map(|p| {
+        let (tcp, unread) = p.io.into_inner().into_parts();
+        let pre = if unread.is_empty() {
+            p.read_buf
+        } else {
+            [&unread[..], &p.read_buf[..]].concat().into()
         };
+        (TokioIo::new(tcp), pre)
+    });
     let raw_upstream = upstream
         .downcast::<TokioIo<TcpStream>>()
         .map(|p| (p.io, p.read_buf));
