@@ -116,6 +116,10 @@ pub enum Error {
     #[error("request body is larger than the limit of {limit} bytes for route {route}")]
     PayloadTooLarge { route: String, limit: u64 },
 
+    /// The client stopped sending its request body.
+    #[error("the request body sent nothing for {after:?}")]
+    RequestTimeout { after: Duration },
+
     // The cause's whole chain is in the message: it is what the error page
     // and the log line explain. It stays the source too, for callers that
     // look for a particular cause.
@@ -132,6 +136,11 @@ pub enum Error {
         what: &'static str,
         after: Duration,
     },
+
+    /// This worker holds `max_connections` to the upstream, all in use,
+    /// and none came free within its `connect_timeout`.
+    #[error("upstream {upstream} has all its {max} connections busy")]
+    UpstreamBusy { upstream: UpstreamId, max: usize },
 
     #[error("upstream {upstream} broke the protocol: {detail}")]
     UpstreamProtocol {
@@ -203,12 +212,14 @@ impl Error {
             Error::NoRoute { .. } | Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Error::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Error::ExpectationFailed(_) => StatusCode::EXPECTATION_FAILED,
             Error::UpstreamUnavailable { .. } | Error::UpstreamProtocol { .. } => {
                 StatusCode::BAD_GATEWAY
             }
             Error::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -225,10 +236,12 @@ impl Error {
             | Error::NotFound { .. }
             | Error::MethodNotAllowed { .. }
             | Error::PayloadTooLarge { .. }
+            | Error::RequestTimeout { .. }
             | Error::UriTooLong { .. }
             | Error::ExpectationFailed(_) => Fault::Client,
             Error::UpstreamUnavailable { .. }
             | Error::UpstreamTimeout { .. }
+            | Error::UpstreamBusy { .. }
             | Error::UpstreamProtocol { .. } => Fault::Upstream,
             Error::Internal { .. } => Fault::Gateway,
         }
@@ -298,6 +311,13 @@ mod tests {
                 413,
                 Fault::Client,
             ),
+            (
+                Error::RequestTimeout {
+                    after: Duration::from_secs(30),
+                },
+                408,
+                Fault::Client,
+            ),
             (Error::UriTooLong { limit: 8192 }, 414, Fault::Client),
             (Error::ExpectationFailed("foo".into()), 417, Fault::Client),
             (
@@ -315,6 +335,14 @@ mod tests {
                     after: Duration::from_secs(1),
                 },
                 504,
+                Fault::Upstream,
+            ),
+            (
+                Error::UpstreamBusy {
+                    upstream: upstream.clone(),
+                    max: 512,
+                },
+                503,
                 Fault::Upstream,
             ),
             (

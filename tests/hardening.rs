@@ -81,6 +81,8 @@ struct Case {
     /// Byte strings (templates) that must appear nowhere in what the client
     /// received.
     never: Vec<String>,
+    /// The client's connection must be closed before the exchange ends.
+    closes: bool,
     /// Set: issue #13 asks for it and portero does not do it yet.
     todo: Option<&'static str>,
 }
@@ -102,6 +104,7 @@ fn case(
         backend: Backend::Nothing,
         lacks: vec![],
         never: vec![],
+        closes: false,
         todo: None,
     }
 }
@@ -153,6 +156,10 @@ impl Case {
     }
     fn never(mut self, s: &str) -> Case {
         self.never.push(s.to_string());
+        self
+    }
+    fn closes(mut self) -> Case {
+        self.closes = true;
         self
     }
     fn todo(mut self, feature: &'static str) -> Case {
@@ -233,6 +240,8 @@ url = "http://{backend}"
 wait_for = "0s"
 connect_timeout = "1s"
 response_timeout = "3s"
+# Shorter than IDLE: a stalled response body is cut off within a case.
+body_idle_timeout = "500ms"
 [[routes]]
 prefix = "/api"
 upstream = "backend"
@@ -399,6 +408,11 @@ async fn run_case(c: &Case, static_root: &Path) -> Result<(), String> {
             problems.push(format!("want {s:?} or closed without a response"))
         }
         _ => {}
+    }
+    if c.closes && !saw.eof {
+        problems.push(format!(
+            "want the connection closed, still open {IDLE:?} after the last byte"
+        ));
     }
     if saw.bytes.is_empty() && !saw.eof {
         problems.push(format!(
@@ -938,6 +952,9 @@ fn bad_backend_cases() -> Vec<Case> {
         get("cl_longer_than_body", "A backend response shorter than its Content-Length ends the client connection (no stall, no second response).")
             .reply("HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nok", true)
             .status_or_closed(&[200, 502]).second(Second::None).got(&[GET_API]),
+        get("stalled_body", "A backend that stops sending its response body is cut off after upstreams.*.body_idle_timeout: the client's connection is closed, the response short (no stall, no padding).")
+            .reply("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789", false)
+            .status(&[200]).second(Second::None).closes().got(&[GET_API]),
         get("garbage_response", "A backend answering something that is not HTTP is a 502.")
             .reply("hello world\r\n\r\n", true)
             .status(&[502]).got(&[GET_API]),

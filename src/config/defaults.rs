@@ -24,6 +24,23 @@ pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `upstreams.*.response_timeout`.
 pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `upstreams.*.max_connections`, per worker. A backend with 512 requests
+/// in flight from one worker is saturated already (a Django or Daphne
+/// deployment runs tens of workers): more connections only queue inside
+/// it. The cap bounds the file descriptors a flood of slow requests can
+/// pin (two per proxied request) well below common limits, and turns
+/// the overload into a prompt 503 instead of a pile-up. It sits above the
+/// idle list's own cap (256), so pooling never hits it.
+pub(super) const MAX_CONNECTIONS: usize = 512;
+/// `upstreams.*.request_body_timeout`: the same in both profiles. A real
+/// upload never pauses this long (a phone on a bad link resumes within
+/// seconds); a slow-body client holding a connection and a backend worker
+/// is cut off.
+pub(super) const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// `upstreams.*.body_idle_timeout`: as long as `response_timeout`, since a
+/// backend streaming a response (an export, a report) may pause between
+/// parts as long as it may take before its headers.
+pub(super) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `spa.root`.
 pub(super) const SPA_ROOT: &str = "./dist";
 /// `spa.memory_cache`: bytes of file content kept in memory.
@@ -63,6 +80,9 @@ pub(super) fn upstream(name: &str, url: UpstreamUrl, profile: Profile) -> Upstre
         connect_timeout: CONNECT_TIMEOUT,
         response_timeout: RESPONSE_TIMEOUT,
         wait_for: wait_for(profile),
+        max_connections: MAX_CONNECTIONS,
+        request_body_timeout: REQUEST_BODY_TIMEOUT,
+        body_idle_timeout: BODY_IDLE_TIMEOUT,
         ca: None,
         insecure_skip_verify: false,
     }

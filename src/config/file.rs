@@ -80,6 +80,9 @@ pub(super) struct RawUpstream {
     pub connect_timeout: Option<Spanned<Scalar>>,
     pub response_timeout: Option<Spanned<Scalar>>,
     pub wait_for: Option<Spanned<Scalar>>,
+    pub max_connections: Option<Spanned<i64>>,
+    pub request_body_timeout: Option<Spanned<Scalar>>,
+    pub body_idle_timeout: Option<Spanned<Scalar>>,
     pub ca: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<bool>,
 }

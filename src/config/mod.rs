@@ -134,6 +134,12 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub wait_for: Duration,
+    /// Connections per worker, idle, in use and tunnelled together.
+    pub max_connections: usize,
+    /// The longest the client's request body may send nothing (408).
+    pub request_body_timeout: Duration,
+    /// The longest the upstream's response body may send nothing.
+    pub body_idle_timeout: Duration,
     pub ca: Option<PathBuf>,
     pub insecure_skip_verify: bool,
 }

@@ -142,6 +142,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             wait_for: Duration::ZERO,
+            max_connections: 1,
+            request_body_timeout: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(1),
             ca: ca.map(Path::to_path_buf),
             insecure_skip_verify: insecure,
         }

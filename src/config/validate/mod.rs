@@ -16,6 +16,10 @@ mod tenants;
 use super::file::{self, Scalar};
 use super::*;
 
+/// The highest `upstreams.*.max_connections`: a count of sockets, far
+/// beyond any file-descriptor limit.
+const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+
 /// Collects problems while validating; each check reports and moves on.
 struct Checker {
     errors: Vec<ConfigError>,
@@ -254,6 +258,33 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 defaults::RESPONSE_TIMEOUT,
             ),
             wait_for: c.duration(&format!("{key}.wait_for"), &u.wait_for, default_wait),
+            max_connections: match &u.max_connections {
+                None => defaults::MAX_CONNECTIONS,
+                Some(n) => match usize::try_from(*n.get_ref()) {
+                    Ok(n) if (1..=MAX_CONNECTIONS_LIMIT).contains(&n) => n,
+                    _ => {
+                        c.err(
+                            &format!("{key}.max_connections"),
+                            Some(n.span()),
+                            format!(
+                                "{} is not a connection count from 1 to {MAX_CONNECTIONS_LIMIT}",
+                                n.get_ref()
+                            ),
+                        );
+                        defaults::MAX_CONNECTIONS
+                    }
+                },
+            },
+            request_body_timeout: c.positive_duration(
+                &format!("{key}.request_body_timeout"),
+                &u.request_body_timeout,
+                defaults::REQUEST_BODY_TIMEOUT,
+            ),
+            body_idle_timeout: c.positive_duration(
+                &format!("{key}.body_idle_timeout"),
+                &u.body_idle_timeout,
+                defaults::BODY_IDLE_TIMEOUT,
+            ),
             ca: u.ca.as_ref().map(|p| PathBuf::from(p.get_ref())),
             insecure_skip_verify: u.insecure_skip_verify.unwrap_or(false),
             url,
@@ -352,4 +383,53 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     s.parse::<std::net::IpAddr>()
         .map(ipnet::IpNet::from)
         .map_err(|_| format!("{s:?} is not an IP address or CIDR like \"10.0.0.0/8\""))
+}
+
+#[cfg(test)]
+mod upstream_limit_tests {
+    use super::*;
+
+    fn upstream(keys: &str) -> Result<Config, Vec<ConfigError>> {
+        load(
+            &format!("[upstreams.backend]\nurl = \"http://127.0.0.1:8000\"\n{keys}\n"),
+            Source::Embedded,
+        )
+    }
+
+    #[test]
+    fn upstream_limits_have_defaults_and_are_checked() {
+        let c = upstream("").unwrap();
+        let up = &c.upstreams["backend"];
+        assert_eq!(up.max_connections, 512);
+        assert_eq!(up.request_body_timeout, Duration::from_secs(30));
+        assert_eq!(up.body_idle_timeout, Duration::from_secs(60));
+        let c = upstream(
+            "max_connections = 8\nrequest_body_timeout = \"2s\"\nbody_idle_timeout = \"1m\"",
+        )
+        .unwrap();
+        let up = &c.upstreams["backend"];
+        assert_eq!(
+            (
+                up.max_connections,
+                up.request_body_timeout,
+                up.body_idle_timeout
+            ),
+            (8, Duration::from_secs(2), Duration::from_secs(60))
+        );
+        let errors = upstream(
+            "max_connections = 0\nrequest_body_timeout = \"0s\"\nbody_idle_timeout = \"soon\"",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "upstreams.backend.max_connections",
+                "upstreams.backend.request_body_timeout",
+                "upstreams.backend.body_idle_timeout"
+            ]
+        );
+        assert!(errors[0].message.contains("from 1 to"), "{errors:?}");
+        assert!(errors[1].message.contains("more than 0"), "{errors:?}");
+    }
 }

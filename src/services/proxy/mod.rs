@@ -15,7 +15,9 @@ use hyper::body::Incoming;
 
 use super::Ctx;
 use super::tunnel::{self, Tunnels};
-use super::upstream::{Pool, Sender, connect_waiting, finish_response};
+use super::upstream::{
+    Conn, Pool, RequestBody, RequestBodyTimeout, Reuse, finish_response, obtain,
+};
 use crate::config::{Config, HostMode, RouteTarget, Upstream};
 use crate::error::Error;
 use crate::http::body::{Body, boxed, empty};
@@ -105,27 +107,35 @@ pub(crate) async fn forward(
         return tunnel::open(req, ctx, pool, via.tunnels, &upstream_host, proto).await;
     }
 
+    // A body goes up through a `RequestBody`: it gives up on a client that
+    // stops sending, and says when it was sent in full, which the
+    // connection waits for before it may be pooled again.
     let (parts, body) = req.into_parts();
-    let body = if body.is_end_stream() {
-        empty()
+    let idle = up.request_body_timeout;
+    let (body, reuse) = if body.is_end_stream() {
+        (empty(), Reuse::Yes)
     } else {
-        match route.body_limit {
-            Some(limit) => boxed(Limited::new(
-                body,
-                usize::try_from(limit).unwrap_or(usize::MAX),
-            )),
-            None => boxed(body),
-        }
+        let (body, sent) = match route.body_limit {
+            Some(limit) => {
+                let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+                let (b, sent) = RequestBody::new(limited, idle);
+                (boxed(b), sent)
+            }
+            None => {
+                let (b, sent) = RequestBody::new(body, idle);
+                (boxed(b), sent)
+            }
+        };
+        (body, Reuse::AfterBody(sent))
     };
     let req = Request::from_parts(parts, body);
     let timeout = route.response_timeout.unwrap_or(up.response_timeout);
-    let (resp, sender) = send(pool, req, timeout, ctx).await?;
+    let (resp, conn) = send(pool, req, timeout, ctx).await?;
     Ok(finish_response(
         resp,
-        Some((sender, pool.clone())),
+        (conn, pool, reuse),
         ctx,
         &upstream_host,
-        up,
     ))
 }
 
@@ -137,17 +147,16 @@ async fn send(
     req: Request<Body>,
     timeout: Duration,
     ctx: &Ctx<'_>,
-) -> Result<(Response<Incoming>, Sender), Error> {
+) -> Result<(Response<Incoming>, Conn), Error> {
     let up = &pool.upstream;
     let mut req = req;
     // Bounds re-sends on fresh connections that die before writing.
     let mut fresh_failures = 0;
     loop {
-        let (mut sender, pooled) = match pool.checkout().await {
-            Some(s) => (s, true),
-            None => (connect_waiting(pool, false).await?, false),
-        };
-        match tokio::time::timeout(timeout, sender.try_send_request(req)).await {
+        // A connection that failed is dropped (its permit freed) before the
+        // next is obtained.
+        let (mut conn, pooled) = obtain(pool, false).await?;
+        match tokio::time::timeout(timeout, conn.sender.try_send_request(req)).await {
             Err(_) => {
                 return Err(Error::upstream_timeout(
                     up,
@@ -155,7 +164,7 @@ async fn send(
                     timeout,
                 ));
             }
-            Ok(Ok(resp)) => return Ok((resp, sender)),
+            Ok(Ok(resp)) => return Ok((resp, conn)),
             Ok(Err(mut e)) => match e.take_message() {
                 Some(back) if pooled || fresh_failures < 3 => {
                     fresh_failures += usize::from(!pooled);
@@ -172,6 +181,9 @@ async fn send(
 fn send_error(up: &Upstream, e: hyper::Error, ctx: &Ctx<'_>) -> Error {
     let mut source = std::error::Error::source(&e);
     while let Some(err) = source {
+        if let Some(t) = err.downcast_ref::<RequestBodyTimeout>() {
+            return Error::RequestTimeout { after: t.0 };
+        }
         if err.is::<LengthLimitError>() {
             return Error::PayloadTooLarge {
                 route: ctx.route.label(),

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Ctx;
-use super::upstream::{Pool, connect_waiting, finish_response};
+use super::upstream::{Pool, Reuse, finish_response, obtain};
 use crate::error::Error;
 use crate::http::body::{Body, empty};
 use crate::http::headers::{connection_has, strip_hop_by_hop};
@@ -67,9 +67,11 @@ pub(crate) async fn open(
     let (parts, _) = req.into_parts();
     let req = Request::from_parts(parts, empty());
 
-    let mut sender = connect_waiting(pool, true).await?;
+    // A dedicated connection: it counts against the upstream's
+    // max_connections for as long as the tunnel is open.
+    let (mut conn, _) = obtain(pool, true).await?;
     let timeout = ctx.route.response_timeout.unwrap_or(up.response_timeout);
-    let mut resp = match tokio::time::timeout(timeout, sender.send_request(req)).await {
+    let mut resp = match tokio::time::timeout(timeout, conn.sender.send_request(req)).await {
         Err(_) => {
             return Err(Error::upstream_timeout(
                 &up,
@@ -83,7 +85,12 @@ pub(crate) async fn open(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Refused (403, 404, ...): an ordinary response; the client's
         // connection stays usable for HTTP.
-        return Ok(finish_response(resp, None, ctx, upstream_host, &up));
+        return Ok(finish_response(
+            resp,
+            (conn, pool, Reuse::No),
+            ctx,
+            upstream_host,
+        ));
     }
     let agreed = resp
         .headers()
@@ -100,6 +107,7 @@ pub(crate) async fn open(
         ));
     }
     let upstream_side = hyper::upgrade::on(&mut resp);
+    let permit = conn.into_upgrade();
 
     let (mut parts, _) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
@@ -115,6 +123,7 @@ pub(crate) async fn open(
     // Spawned before the 101 is returned: hyper completes the client-side
     // upgrade only after the response is written.
     tunnels.tracker.spawn(async move {
+        let _permit = permit;
         let (client, upstream) = match tokio::join!(client_side, upstream_side) {
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => {

@@ -1,5 +1,6 @@
 //! The upstream side of proxying: pooled connections (held while the
-//! upstream restarts), and the response on its way back to the client.
+//! upstream restarts, capped per worker), the request body on its way up
+//! and the response on its way back to the client.
 
 mod body;
 mod pool;
@@ -11,10 +12,12 @@ use http::Response;
 use hyper::body::Incoming;
 
 use self::body::PooledBody;
-pub(crate) use self::pool::{ConnectError, Pool, Sender, set_worker};
+pub(crate) use self::body::{RequestBody, RequestBodyTimeout, Reuse};
+use self::pool::Got;
+pub(crate) use self::pool::{Conn, ConnectError, Pool, set_worker};
 use super::Ctx;
 use crate::config::Upstream;
-use crate::error::Error;
+use crate::error::{Error, UpstreamId};
 use crate::http::body::{Body, boxed};
 use crate::http::rewrite;
 
@@ -23,17 +26,44 @@ pub(crate) fn pool(up: &Arc<Upstream>, workers: usize) -> Arc<Pool> {
     Arc::new(Pool::new(up.clone(), tls_for(up), workers))
 }
 
+/// A connection for one exchange, and whether it came from the pool: a
+/// pooled one, else a new one (with `upgrades`: always a new one, never
+/// pooled). At this worker's `max_connections`, waits up to
+/// `connect_timeout` for one to free up, then fails with
+/// [`Error::UpstreamBusy`].
+pub(crate) async fn obtain(pool: &Pool, upgrades: bool) -> Result<(Conn, bool), Error> {
+    match pool.acquire(!upgrades).await {
+        Some(Got::Pooled(conn)) => Ok((conn, true)),
+        Some(Got::Permit(permit)) => Ok((connect_waiting(pool, upgrades, permit).await?, false)),
+        None => Err(Error::UpstreamBusy {
+            upstream: UpstreamId::of(&pool.upstream),
+            max: pool.upstream.max_connections,
+        }),
+    }
+}
+
 /// A new connection to the pool's upstream, holding on while the upstream
 /// refuses connections (it is restarting) for up to its `wait_for`.
-pub(crate) async fn connect_waiting(pool: &Pool, upgrades: bool) -> Result<Sender, Error> {
+async fn connect_waiting(
+    pool: &Pool,
+    upgrades: bool,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Conn, Error> {
     let up = &pool.upstream;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
     let mut logged = false;
+    let mut permit = permit;
     loop {
-        match pool.connect(upgrades).await {
-            Ok(s) => return Ok(s),
-            Err(ConnectError::Refused(e)) if started.elapsed() < up.wait_for => {
+        let e = match pool.connect(upgrades, permit).await {
+            Ok(c) => return Ok(c),
+            Err((e, back)) => {
+                permit = back;
+                e
+            }
+        };
+        match e {
+            ConnectError::Refused(e) if started.elapsed() < up.wait_for => {
                 if !logged {
                     tracing::info!(
                         "upstream {} ({}) refuses connections ({e}); holding requests for up to {:?}",
@@ -47,24 +77,25 @@ pub(crate) async fn connect_waiting(pool: &Pool, upgrades: bool) -> Result<Sende
                 tokio::time::sleep(backoff.min(remaining)).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
-            Err(ConnectError::Timeout(after)) => {
+            ConnectError::Timeout(after) => {
                 return Err(Error::upstream_timeout(up, "connecting", after));
             }
-            Err(e) => return Err(Error::upstream_unavailable(up, e)),
+            e => return Err(Error::upstream_unavailable(up, e)),
         }
     }
 }
 
 /// Strips hop-by-hop headers from the upstream's response, rewrites its
-/// self-references, and streams its body (returning the connection to the
-/// pool when the body ends, when `sender` is given).
+/// self-references, and streams its body, which gives up on an upstream
+/// that stalls for its `body_idle_timeout` and returns `conn` to `pool`
+/// when the exchange is complete, as far as `reuse` allows.
 pub(crate) fn finish_response(
     resp: Response<Incoming>,
-    sender: Option<(Sender, Arc<Pool>)>,
+    (conn, pool, reuse): (Conn, &Arc<Pool>, Reuse),
     ctx: &Ctx<'_>,
     upstream_host: &str,
-    up: &Upstream,
 ) -> Response<Body> {
+    let up = &*pool.upstream;
     let (mut parts, body) = resp.into_parts();
     crate::http::headers::strip_hop_by_hop(&mut parts.headers);
     // Most responses carry none of the rewritten headers: skip building
@@ -86,10 +117,7 @@ pub(crate) fn finish_response(
             },
         );
     }
-    let body = match sender {
-        Some((sender, pool)) => boxed(PooledBody::new(body, sender, pool)),
-        None => boxed(body),
-    };
+    let body = boxed(PooledBody::new(body, conn, pool.clone(), reuse));
     Response::from_parts(parts, body)
 }
 

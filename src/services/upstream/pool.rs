@@ -1,7 +1,13 @@
 //! A lean connection pool per upstream on `hyper::client::conn::http1`:
-//! LIFO idle lists, a connection goes back when its response body ends, idle
-//! connections expire, and each list has a size cap. Connections that carry
-//! an upgrade are dedicated and never pooled.
+//! LIFO idle lists, a connection goes back when its exchange completed (its
+//! request body sent and its response body read), idle connections expire,
+//! and each list has a size cap. Connections that carry an upgrade are
+//! dedicated and never pooled.
+//!
+//! Each worker may hold at most `max_connections` connections to the
+//! upstream, idle, in use and tunnelled alike: a [`Conn`] carries a permit
+//! of its worker's semaphore for as long as it lives. At the cap a request
+//! waits for one to come back or close.
 //!
 //! With a runtime per core, each worker has its own idle list (its own lock,
 //! which no other worker takes, and its own cap): a connection's task runs
@@ -21,6 +27,8 @@ use std::time::{Duration, Instant};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use crate::config::Upstream;
 use crate::http::body::Body;
@@ -31,12 +39,54 @@ const MAX_IDLE: usize = 256;
 /// keep-alive connections on their own schedule, and a fresh connect is
 /// cheaper than a failed request.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a checkout waits for a pooled connection to become ready.
+/// A connection whose exchange completed is ready as soon as its task has
+/// run once more (one scheduler hop: microseconds, a few milliseconds on a
+/// loaded machine); one still not ready after 100 ms is stuck (a write the
+/// backend does not read, a task that is not scheduled) and is dropped. A
+/// new connection costs about a millisecond on a LAN, so waiting longer
+/// would only add latency, and a request stuck behind it.
+const READY_WAIT: Duration = Duration::from_millis(100);
 
 pub(crate) type Sender = SendRequest<Body>;
 
+/// One connection to the upstream: the handle requests go out on, a permit
+/// of its worker's `max_connections` (released when the connection is
+/// dropped) and its task, aborted then, so a dropped connection is closed at
+/// once rather than left to finish an exchange nobody waits for.
+pub(crate) struct Conn {
+    pub(crate) sender: Sender,
+    /// `Some` until taken by `into_permit` or `into_upgrade`.
+    permit: Option<OwnedSemaphorePermit>,
+    /// `None` once handed to an upgrade, whose task must run on.
+    task: Option<AbortHandle>,
+}
+
+impl Conn {
+    /// After a `101`: the connection's task must run on to hand its socket
+    /// to the upgrade; the permit is what the tunnel keeps while it is open.
+    pub(crate) fn into_upgrade(mut self) -> OwnedSemaphorePermit {
+        self.task = None;
+        self.into_permit()
+    }
+
+    /// The permit; the connection is closed (its task aborted).
+    fn into_permit(mut self) -> OwnedSemaphorePermit {
+        self.permit.take().expect("a connection holds its permit")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
 /// Why a connection to the upstream could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// Nobody listening (or the socket was reset at once): the backend may be
     /// restarting, so the caller may wait and retry.
     #[error("{}", refused_message(.0))]
@@ -63,8 +113,23 @@ fn refused_message(e: &io::Error) -> &'static str {
 }
 
 struct Idle {
-    sender: Sender,
+    conn: Conn,
     since: Instant,
+}
+
+/// One worker's share of a pool.
+struct Slot {
+    idle: Mutex<VecDeque<Idle>>,
+    /// `max_connections` permits, one held by each open connection.
+    permits: Arc<Semaphore>,
+    /// Wakes a request waiting at the cap when a connection is checked in.
+    returned: Notify,
+}
+
+/// What a request may use: a pooled connection, or a permit for a new one.
+pub(crate) enum Got {
+    Pooled(Conn),
+    Permit(OwnedSemaphorePermit),
 }
 
 thread_local! {
@@ -78,8 +143,9 @@ pub(crate) fn set_worker(id: usize) {
 
 pub struct Pool {
     pub upstream: Arc<Upstream>,
-    /// One idle list per worker, indexed by the worker's number.
-    idle: Box<[Mutex<VecDeque<Idle>>]>,
+    /// One idle list and connection cap per worker, indexed by the worker's
+    /// number.
+    slots: Box<[Slot]>,
     /// `Err` when an https upstream's TLS setup failed at startup.
     tls: Result<Option<Tls>, Arc<str>>,
 }
@@ -97,64 +163,132 @@ impl Pool {
         tls: Result<Option<Tls>, Arc<str>>,
         workers: usize,
     ) -> Pool {
+        let max = upstream.max_connections;
         Pool {
             upstream,
-            idle: (0..workers.max(1)).map(|_| Mutex::default()).collect(),
+            slots: (0..workers.max(1))
+                .map(|_| Slot {
+                    idle: Mutex::default(),
+                    permits: Arc::new(Semaphore::new(max)),
+                    returned: Notify::new(),
+                })
+                .collect(),
             tls,
         }
     }
 
-    /// This thread's idle list.
-    fn mine(&self) -> &Mutex<VecDeque<Idle>> {
-        // A thread numbered beyond the lists (none today) shares the last.
-        let me = WORKER.get().min(self.idle.len() - 1);
-        &self.idle[me]
+    /// This thread's slot.
+    fn mine(&self) -> &Slot {
+        // A thread numbered beyond the slots (none today) shares the last.
+        let me = WORKER.get().min(self.slots.len() - 1);
+        &self.slots[me]
+    }
+
+    /// A connection for one exchange (`reuse`: a pooled one if there is
+    /// one) or a permit to open a new one. At this worker's cap, waits up to
+    /// the upstream's `connect_timeout` for a connection to come back (or
+    /// close); `None` if none did. A dedicated connection (`!reuse`) at the
+    /// cap takes the permit of the oldest idle connection, which is closed.
+    pub(crate) async fn acquire(&self, reuse: bool) -> Option<Got> {
+        let slot = self.mine();
+        let mut deadline = None;
+        loop {
+            if reuse {
+                if let Some(conn) = self.checkout().await {
+                    return Some(Got::Pooled(conn));
+                }
+            }
+            if let Ok(permit) = slot.permits.clone().try_acquire_owned() {
+                return Some(Got::Permit(permit));
+            }
+            if !reuse {
+                let oldest = slot.lock().pop_front();
+                if let Some(idle) = oldest {
+                    return Some(Got::Permit(idle.conn.into_permit()));
+                }
+            }
+            let deadline = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
+            tokio::select! {
+                permit = slot.permits.clone().acquire_owned() => {
+                    return permit.ok().map(Got::Permit);
+                }
+                () = slot.returned.notified() => {}
+                () = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
     }
 
     /// The most recently used idle connection that is still open and ready.
-    pub async fn checkout(&self) -> Option<Sender> {
+    pub(crate) async fn checkout(&self) -> Option<Conn> {
+        let slot = self.mine();
         loop {
             let idle = {
-                let mut idle = self.mine().lock().expect("pool lock is never poisoned");
+                let mut idle = slot.lock();
                 // Prefer a connection whose task has already caught up with
                 // the end of its last exchange: using it costs no wake-up.
                 let at = idle
                     .iter()
-                    .rposition(|i| i.sender.is_ready())
+                    .rposition(|i| i.conn.sender.is_ready())
                     .unwrap_or(idle.len().checked_sub(1)?);
                 idle.remove(at)?
             };
-            if idle.since.elapsed() > IDLE_TIMEOUT || idle.sender.is_closed() {
+            if idle.since.elapsed() > IDLE_TIMEOUT || idle.conn.sender.is_closed() {
                 continue;
             }
-            let mut sender = idle.sender;
-            // Right after a body ends the connection task may not have
-            // caught up yet; ready() waits for it or reports it dead.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
+            let mut conn = idle.conn;
+            // Right after an exchange ends the connection task may not have
+            // caught up yet; ready() waits for it or reports it dead. Never
+            // for long: a connection that is not ready soon is stuck.
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.sender.ready()).await {
+                return Some(conn);
             }
         }
     }
 
-    /// Returns a connection whose exchange completed.
-    pub fn checkin(&self, sender: Sender) {
-        if sender.is_closed() {
+    /// Returns a connection whose exchange completed (its request sent, its
+    /// response read).
+    pub(crate) fn checkin(&self, conn: Conn) {
+        if conn.sender.is_closed() {
             return;
         }
-        let mut idle = self.mine().lock().expect("pool lock is never poisoned");
-        if idle.len() >= MAX_IDLE {
+        let slot = self.mine();
+        let evicted = {
+            let mut idle = slot.lock();
             // Evict the oldest: it is the likeliest to be closed by the backend.
-            idle.pop_front();
+            let evicted = (idle.len() >= MAX_IDLE).then(|| idle.pop_front());
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            evicted
+        };
+        drop(evicted);
+        // Only a request that found no permit waits for a checkin.
+        if slot.permits.available_permits() == 0 {
+            slot.returned.notify_one();
         }
-        idle.push_back(Idle {
-            sender,
-            since: Instant::now(),
-        });
     }
 
-    /// A new connection. With `upgrades`, the connection can be taken over
+    /// A new connection, counted by `permit` (handed back on failure, for
+    /// the next attempt). With `upgrades`, the connection can be taken over
     /// by a protocol upgrade (WebSocket) and must not be pooled.
-    pub async fn connect(&self, upgrades: bool) -> Result<Sender, ConnectError> {
+    pub(crate) async fn connect(
+        &self,
+        upgrades: bool,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Conn, (ConnectError, OwnedSemaphorePermit)> {
+        match self.open(upgrades).await {
+            Ok((sender, task)) => Ok(Conn {
+                sender,
+                permit: Some(permit),
+                task: Some(task),
+            }),
+            Err(e) => Err((e, permit)),
+        }
+    }
+
+    async fn open(&self, upgrades: bool) -> Result<(Sender, AbortHandle), ConnectError> {
         let up = &self.upstream;
         let tls = self
             .tls
@@ -182,6 +316,12 @@ impl Pool {
     }
 }
 
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().expect("pool lock is never poisoned")
+    }
+}
+
 fn classify(e: io::Error) -> ConnectError {
     match e.kind() {
         io::ErrorKind::ConnectionRefused
@@ -191,7 +331,7 @@ fn classify(e: io::Error) -> ConnectError {
     }
 }
 
-async fn handshake<T>(io: T, upgrades: bool) -> Result<Sender, ConnectError>
+async fn handshake<T>(io: T, upgrades: bool) -> Result<(Sender, AbortHandle), ConnectError>
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -201,14 +341,127 @@ where
         .map_err(ConnectError::Handshake)?;
     // The connection task ends when the connection closes; errors surface
     // through the request that was using it.
-    if upgrades {
+    let task = if upgrades {
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
-        });
+        })
     } else {
         tokio::spawn(async move {
             let _ = conn.await;
-        });
+        })
+    };
+    Ok((sender, task.abort_handle()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::UpstreamUrl;
+    use crate::error::BoxError;
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn pool(addr: std::net::SocketAddr, max: usize) -> Pool {
+        let up = Upstream {
+            name: "backend".into(),
+            url: UpstreamUrl::parse(&format!("http://{addr}")).unwrap(),
+            connect_timeout: Duration::from_millis(300),
+            response_timeout: Duration::from_secs(1),
+            wait_for: Duration::ZERO,
+            max_connections: max,
+            request_body_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
+            ca: None,
+            insecure_skip_verify: false,
+        };
+        Pool::new(Arc::new(up), Ok(None), 1)
     }
-    Ok(sender)
+
+    /// A backend that answers `200` to each request head at once and never
+    /// reads a body.
+    async fn answering_backend() -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = s.read(&mut buf).await {
+                        if n == 0 {
+                            return;
+                        }
+                        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if s.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn permit(pool: &Pool) -> OwnedSemaphorePermit {
+        match pool.acquire(true).await {
+            Some(Got::Permit(p)) => p,
+            _ => panic!("a permit"),
+        }
+    }
+
+    #[tokio::test]
+    async fn checkout_does_not_wait_on_a_connection_that_is_not_ready() {
+        let addr = answering_backend().await;
+        let pool = pool(addr, 4);
+        let mut conn = pool.connect(false, permit(&pool).await).await.ok().unwrap();
+        // A request whose body never ends: the response comes back, the
+        // connection stays busy sending.
+        let body = StreamBody::new(futures_util::stream::pending::<
+            Result<http_body::Frame<Bytes>, BoxError>,
+        >());
+        let req = http::Request::post("/")
+            .header("host", "backend")
+            .header("content-length", "100")
+            .body(crate::http::body::boxed(body))
+            .unwrap();
+        let resp = conn.sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        drop(resp);
+        // Checked in as if complete (what the request-body flag prevents):
+        // checkout must not hang on it.
+        pool.checkin(conn);
+        let t = Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(2), pool.checkout())
+            .await
+            .expect("checkout gave up on the stuck connection");
+        assert!(got.is_none());
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn connections_are_capped_per_worker() {
+        let addr = answering_backend().await;
+        let pool = pool(addr, 1);
+        let conn = pool.connect(false, permit(&pool).await).await.ok().unwrap();
+        // The cap is reached: a request waits connect_timeout, then gets
+        // nothing.
+        let t = Instant::now();
+        assert!(pool.acquire(true).await.is_none());
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        // A request waiting at the cap gets the connection checked in.
+        let (got, ()) = tokio::join!(pool.acquire(true), async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            pool.checkin(conn);
+        });
+        let Some(Got::Pooled(conn)) = got else {
+            panic!("the checked-in connection");
+        };
+        pool.checkin(conn);
+        // A dedicated connection (a tunnel) takes an idle one's place.
+        assert!(matches!(pool.acquire(false).await, Some(Got::Permit(_))));
+        assert!(pool.checkout().await.is_none());
+    }
 }
