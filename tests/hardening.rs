@@ -1013,8 +1013,7 @@ fn limits_cases() -> Vec<Case> {
             big_header,
         )
         .status(&[431])
-        .nothing()
-        .todo("limits"),
+        .nothing(),
         case(
             g,
             "uri_over_16k",
@@ -1143,4 +1142,3 @@ macro_rules! todo_group {
 }
 
 todo_group!(todo_framing, "framing");
-todo_group!(todo_limits, "limits");
