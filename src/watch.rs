@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::routing::path::is_hidden;
+
 /// A batch ends when the folder has been quiet this long: a build writes
 /// many files in a burst, and one reload should follow, not fifty.
 const QUIET: Duration = Duration::from_millis(50);
@@ -247,7 +249,7 @@ fn relative(root: &Path, path: &Path) -> Option<String> {
             return None;
         };
         let name = name.to_string_lossy();
-        if name.starts_with('.') && !(i == 0 && name == ".well-known") {
+        if is_hidden(&name, i == 0) {
             return None;
         }
         out.push('/');

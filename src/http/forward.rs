@@ -9,6 +9,7 @@ use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
 use super::headers::{has_token, strip_hop_by_hop};
+use super::url::absolute;
 use crate::host::RequestHost;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -160,16 +161,12 @@ fn rewrite_same_origin(headers: &mut HeaderMap, f: &Forward<'_>) {
 /// If `url` is on the client's own origin, the part after the origin
 /// (path, query, fragment; possibly empty).
 fn same_origin_rest<'u>(url: &'u str, f: &Forward<'_>) -> Option<&'u str> {
-    let after_scheme = url.strip_prefix(f.scheme)?.strip_prefix("://")?;
-    let end = after_scheme
-        .find(['/', '?', '#'])
-        .unwrap_or(after_scheme.len());
-    let (authority, rest) = after_scheme.split_at(end);
-    let origin_host = RequestHost::parse(authority).ok()?;
+    let u = absolute(url).filter(|u| u.scheme == f.scheme)?;
+    let origin_host = RequestHost::parse(u.authority).ok()?;
     let default_port = if f.scheme == "https" { 443 } else { 80 };
     let origin_port = origin_host.port.unwrap_or(default_port);
     let client_port = f.client_host.port.unwrap_or(f.client_port);
-    (origin_host.name == f.client_host.name && origin_port == client_port).then_some(rest)
+    (origin_host.name == f.client_host.name && origin_port == client_port).then_some(u.rest)
 }
 
 #[cfg(test)]

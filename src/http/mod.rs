@@ -9,6 +9,7 @@ pub(crate) mod request_rules;
 pub(crate) mod reserved;
 pub mod rewrite;
 pub(crate) mod tls_rules;
+pub(crate) mod url;
 
 use http::Method;
 

@@ -5,6 +5,8 @@
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
+use super::url::absolute;
+
 /// What the rewrite maps from and to.
 pub struct Rewrite<'a> {
     /// `scheme://host[:port]` as the client used it.
@@ -72,16 +74,11 @@ pub fn response(headers: &mut HeaderMap, rw: &Rewrite<'_>) {
 /// upstream's own address, moved to the client's origin. Relative URLs and
 /// other hosts are left alone.
 fn rewrite_url(url: &str, rw: &Rewrite<'_>) -> Option<String> {
-    let (scheme, after) = url.split_once("://")?;
-    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
-        return None;
-    }
-    let end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let (authority, rest) = after.split_at(end);
-    let host = crate::host::RequestHost::parse(authority).ok()?;
+    let u = absolute(url)?;
+    let host = crate::host::RequestHost::parse(u.authority).ok()?;
     let ours = host.name.as_str() == rw.forwarded_host
-        || authority.eq_ignore_ascii_case(rw.upstream_authority);
-    ours.then(|| format!("{}{rest}", rw.client_origin))
+        || u.authority.eq_ignore_ascii_case(rw.upstream_authority);
+    ours.then(|| format!("{}{}", rw.client_origin, u.rest))
 }
 
 /// `Refresh: 5; url=http://...`

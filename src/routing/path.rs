@@ -134,6 +134,14 @@ fn remove_dot_segments(path: &str) -> String {
     out
 }
 
+/// Whether a file or folder name is hidden: never served, never reported
+/// as a change. Dotfiles are (`.env`, `.git`, editors' swap files), except
+/// a top-level `.well-known` (RFC 8615 well-known URIs). `top` says whether
+/// the name is directly below the served root.
+pub(crate) fn is_hidden(name: &str, top: bool) -> bool {
+    name.starts_with('.') && !(top && name == ".well-known")
+}
+
 #[cfg(test)]
 mod tests {
     use super::normalize;

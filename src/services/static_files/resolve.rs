@@ -7,9 +7,7 @@ use std::path::{Component, Path, PathBuf};
 
 use percent_encoding::percent_decode_str;
 
-/// The top-level dot-directory that is served despite the dotfile rule
-/// (RFC 8615 well-known URIs).
-const WELL_KNOWN: &str = ".well-known";
+use crate::routing::path::is_hidden;
 
 /// The longest file name, in bytes, that ext4, XFS, btrfs and APFS take
 /// (NTFS: 255 UTF-16 units). A longer segment names nothing, so it is
@@ -49,7 +47,7 @@ fn is_normal_name(seg: &str, first: bool) -> bool {
     if seg.is_empty() || seg.len() > MAX_NAME_BYTES || seg.contains(['/', '\\', '\0', ':']) {
         return false;
     }
-    if seg.starts_with('.') && !(first && seg == WELL_KNOWN) {
+    if is_hidden(seg, first) {
         return false;
     }
     // Belt and braces: the platform must see one normal component too.
@@ -184,9 +182,7 @@ fn stays_inside(canon_root: &Path, path: &Path) -> io::Result<bool> {
         return Ok(false);
     };
     Ok(rel.components().enumerate().all(|(i, c)| match c {
-        Component::Normal(n) => n
-            .to_str()
-            .is_some_and(|n| !n.starts_with('.') || (i == 0 && n == WELL_KNOWN)),
+        Component::Normal(n) => n.to_str().is_some_and(|n| !is_hidden(n, i == 0)),
         _ => false,
     }))
 }
@@ -392,7 +388,7 @@ mod tests {
                     for (i, c) in rel.components().enumerate() {
                         let n = c.as_os_str().to_string_lossy();
                         prop_assert!(
-                            !n.starts_with('.') || (i == 0 && n == WELL_KNOWN),
+                            !is_hidden(&n, i == 0),
                             "{} resolved to a dotfile: {}", p, rel.display()
                         );
                     }
