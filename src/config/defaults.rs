@@ -45,6 +45,9 @@ pub(super) const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub(super) const SPA_ROOT: &str = "./dist";
 /// `spa.memory_cache`: bytes of file content kept in memory.
 pub(super) const MEMORY_CACHE: u64 = 64 << 20;
+/// `routes[].upgrades`: the protocol tunnelled unless a route says
+/// otherwise.
+pub(super) const UPGRADE: &str = "websocket";
 /// Prefixes the default routes send to the `backend` upstream.
 const BACKEND_PREFIXES: [&str; 5] = ["/api", "/admin", "/static", "/media", "/ws"];
 
@@ -134,7 +137,7 @@ pub(super) fn route(prefix: RoutePrefix, target: RouteTarget, profile: Profile) 
         rewrite: None,
         body_limit,
         response_timeout: None,
-        websocket: true,
+        upgrades: vec![UPGRADE.into()],
         idle_timeout: None,
     }
 }

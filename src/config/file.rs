@@ -101,6 +101,7 @@ pub(super) struct RawRoute {
     pub body_limit: Option<Spanned<Scalar>>,
     pub response_timeout: Option<Spanned<Scalar>>,
     pub websocket: Option<bool>,
+    pub upgrades: Option<Spanned<Vec<String>>>,
     pub idle_timeout: Option<Spanned<Scalar>>,
 }
 

@@ -177,7 +177,9 @@ pub struct Route {
     pub body_limit: Option<u64>,
     /// Overrides the upstream's response timeout.
     pub response_timeout: Option<Duration>,
-    pub websocket: bool,
+    /// The `Upgrade` protocols tunnelled (lowercase; `websocket` by
+    /// default); any other upgrade goes on as a plain request.
+    pub upgrades: Vec<String>,
     /// `None`: never.
     pub idle_timeout: Option<Duration>,
 }

@@ -420,3 +420,32 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn routes_list_the_upgrades_they_tunnel() {
+    let route = |extra: &str| {
+        load(&format!(
+            "[upstreams.backend]\nurl = \"http://127.0.0.1:8000\"\n\
+             [[routes]]\nprefix = \"/ws\"\nupstream = \"backend\"\n{extra}"
+        ))
+        .map(|c| c.routes[0].upgrades.clone())
+    };
+    assert_eq!(route("").unwrap(), ["websocket"]);
+    assert_eq!(route("websocket = false").unwrap(), Vec::<String>::new());
+    assert_eq!(
+        route("upgrades = [\"WebSocket\", \"my-proto\"]").unwrap(),
+        ["websocket", "my-proto"]
+    );
+    assert_eq!(route("upgrades = []").unwrap(), Vec::<String>::new());
+    let err = route("upgrades = [\"h2c\"]").unwrap_err().to_string();
+    assert!(
+        err.contains("routes[0].upgrades: h2c is never tunnelled"),
+        "{err}"
+    );
+    let err = route("upgrades = [\"a,b\"]").unwrap_err().to_string();
+    assert!(err.contains("is not a protocol name"), "{err}");
+    let err = route("websocket = true\nupgrades = []")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not both"), "{err}");
+}

@@ -188,7 +188,48 @@ fn route(
         rewrite,
         body_limit,
         response_timeout,
-        websocket: r.websocket.unwrap_or(true),
+        upgrades: upgrades(c, key, r),
         idle_timeout,
     })
+}
+
+/// `upgrades = [...]`, or `websocket = false` for none (the older spelling
+/// of `upgrades = []`); `websocket` by default. `h2c` is refused: a tunnel
+/// would carry HTTP/2 past routes, tenant rules, limits and forwarding
+/// headers.
+fn upgrades(c: &mut Checker, key: &str, r: &RawRoute) -> Vec<String> {
+    match (&r.upgrades, r.websocket) {
+        (Some(list), Some(_)) => {
+            c.err(
+                &format!("{key}.websocket"),
+                Some(list.span()),
+                "set either `upgrades` or `websocket`, not both".into(),
+            );
+            Vec::new()
+        }
+        (Some(list), None) => {
+            let mut out = Vec::new();
+            for p in list.get_ref() {
+                let p = p.trim().to_ascii_lowercase();
+                if p == "h2c" {
+                    c.err(
+                        &format!("{key}.upgrades"),
+                        Some(list.span()),
+                        "h2c is never tunnelled (it would bypass every rule of the route)".into(),
+                    );
+                } else if p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+                    c.err(
+                        &format!("{key}.upgrades"),
+                        Some(list.span()),
+                        format!("{p:?} is not a protocol name"),
+                    );
+                } else {
+                    out.push(p);
+                }
+            }
+            out
+        }
+        (None, Some(false)) => Vec::new(),
+        (None, Some(true) | None) => vec![defaults::UPGRADE.into()],
+    }
 }

@@ -66,8 +66,7 @@ pub(crate) async fn forward(
     // all: a tunnel would skip routes, tenant rules, limits and forwarding
     // headers) goes on as a plain request: `Upgrade` is hop-by-hop and
     // stripped below, with the `Connection` token naming it.
-    let upgrade = (route.websocket && tunnel::is_websocket(&req))
-        .then(|| req.headers()[header::UPGRADE].clone());
+    let upgrade = tunnel::requested(&req, &route.upgrades);
 
     if let (Some(limit), Some(len)) = (route.body_limit, content_length(&req)) {
         if len > limit {

@@ -39,17 +39,25 @@ impl Tunnels {
     }
 }
 
-/// A WebSocket upgrade as RFC 9110 §7.8 and RFC 6455 §4.1 define it:
-/// HTTP/1.1, `Upgrade: websocket` alone, and `Connection: upgrade`.
-/// (HTTP/2 cannot carry one.)
-pub(crate) fn is_websocket<B>(req: &Request<B>) -> bool {
+/// The protocol an upgrade request asks for, when it is one of `allowed`
+/// (lowercase names): HTTP/1.1, one `Upgrade` naming one protocol, and
+/// `Connection: upgrade` (RFC 9110 §7.8; HTTP/2 cannot carry one).
+pub(crate) fn requested<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
     let h = req.headers();
+    if req.version() != Version::HTTP_11 || allowed.is_empty() || !connection_has(h, "upgrade") {
+        return None;
+    }
     let mut upgrades = h.get_all(header::UPGRADE).iter();
-    let websocket = matches!(
-        (upgrades.next(), upgrades.next()),
-        (Some(v), None) if v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"websocket")
-    );
-    req.version() == Version::HTTP_11 && websocket && connection_has(h, "upgrade")
+    match (upgrades.next(), upgrades.next()) {
+        (Some(v), None) => {
+            let proto = v.as_bytes().trim_ascii();
+            allowed
+                .iter()
+                .any(|a| proto.eq_ignore_ascii_case(a.as_bytes()))
+                .then(|| v.clone())
+        }
+        _ => None,
+    }
 }
 
 /// Forwards the handshake (headers already prepared) and, on 101, splices.
@@ -140,4 +148,39 @@ pub(crate) async fn open(
         }
     });
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(version: Version, headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().version(version).uri("/ws");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_allowed_protocols_are_requested() {
+        let ws = vec!["websocket".to_string()];
+        let up = |p: &'static str| [("connection", "keep-alive, Upgrade"), ("upgrade", p)];
+        let v11 = Version::HTTP_11;
+        assert_eq!(
+            requested(&req(v11, &up("websocket")), &ws).unwrap(),
+            "websocket"
+        );
+        assert_eq!(
+            requested(&req(v11, &up("WebSocket")), &ws).unwrap(),
+            "WebSocket"
+        );
+        assert!(requested(&req(v11, &up("h2c")), &ws).is_none());
+        assert!(requested(&req(v11, &up("websocket, h2c")), &ws).is_none());
+        assert!(requested(&req(v11, &up("websocket")), &[]).is_none());
+        assert!(requested(&req(Version::HTTP_10, &up("websocket")), &ws).is_none());
+        assert!(requested(&req(v11, &[("upgrade", "websocket")]), &ws).is_none());
+        let raw = vec!["raw".to_string()];
+        assert_eq!(requested(&req(v11, &up("raw")), &raw).unwrap(), "raw");
+    }
 }
