@@ -93,13 +93,21 @@ async fn route_request(
         if livereload::owns(raw_path) && snap.config.spa.live_reload {
             return livereload::serve(req, &host, &shared.livereload, &shared.tunnels);
         }
-        if !snap.config.admin.allows(conn.peer.ip()) {
+        let ip = conn.peer.ip();
+        if admin::is_probe(raw_path) {
+            if !snap.config.admin.allows_probe(ip) {
+                return Err(Error::Forbidden(
+                    "health and readiness answer only the networks in admin.probes",
+                ));
+            }
+        } else if !snap.config.admin.allows(ip) {
             return Err(Error::Forbidden(
                 "portero's own endpoints answer only the networks in admin.allow",
             ));
         }
         let open = shared.tunnels.open();
-        return admin::serve(req.method(), raw_path, || snap.status(open));
+        let draining = shared.draining.is_cancelled();
+        return admin::serve(req.method(), raw_path, draining, || snap.status(open));
     }
 
     let path = path::normalize(raw_path).into_owned();

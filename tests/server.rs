@@ -30,18 +30,57 @@ async fn starts_on_port_zero_and_answers() {
 #[tokio::test]
 async fn own_endpoints_answer_only_the_allowed_networks() {
     let echo = Echo::start().await;
+    let no_probes = config(&format!(
+        "[admin]\nprobes = [\"10.0.0.0/8\"]\n[upstreams.backend]\nurl = \"http://{}\"\n",
+        echo.addr
+    ));
+    let p = start(no_probes).await;
+    let r = get(&p.url("/__portero/ready"), &[]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("admin.probes"), "{}", r.text());
+    p.stop().await;
+
+    let echo = Echo::start().await;
     let elsewhere = config(&format!(
         "[admin]\nallow = [\"10.0.0.0/8\"]\n[upstreams.backend]\nurl = \"http://{}\"\n",
         echo.addr
     ));
     let p = start(elsewhere).await;
-    for path in ["/__portero/status", "/__portero/health"] {
-        let r = get(&p.url(path), &[]).await;
-        assert_eq!(r.status, 403, "{path}: {}", r.text());
-        assert!(r.text().contains("admin.allow"), "{}", r.text());
+    let r = get(&p.url("/__portero/status"), &[]).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("admin.allow"), "{}", r.text());
+    // The probes have their own list (anyone, by default).
+    for path in ["/__portero/health", "/__portero/ready"] {
+        assert_eq!(get(&p.url(path), &[]).await.status, 200, "{path}");
     }
     // Other paths are not affected.
     assert_eq!(get(&p.url("/api/x"), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn on_shutdown_readiness_is_withdrawn_while_requests_still_succeed() {
+    let echo = Echo::start().await;
+    let mut p = start(cfg(echo.addr, "shutdown_delay = \"3s\"")).await;
+    let ready = p.url("/__portero/ready");
+    assert_eq!(get(&ready, &[]).await.status, 200);
+    let stopped = p.begin_stop();
+    // Readiness flips first; the delay keeps everything else serving.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while get(&ready, &[]).await.status != 503 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("readiness is withdrawn at once");
+    let r = get(&ready, &[]).await;
+    assert_eq!(r.text(), "draining\n");
+    assert_eq!(get(&p.url("/api/x"), &[]).await.status, 200);
+    assert_eq!(get(&p.url("/__portero/health"), &[]).await.status, 200);
+    assert!(!stopped.is_finished(), "still serving during the delay");
+    tokio::time::timeout(Duration::from_secs(30), stopped)
+        .await
+        .expect("stops after the delay")
+        .unwrap();
 }
 
 #[tokio::test]

@@ -51,6 +51,24 @@ pub(super) const UPGRADE: &str = "websocket";
 /// Prefixes the default routes send to the `backend` upstream.
 const BACKEND_PREFIXES: [&str; 5] = ["/api", "/admin", "/static", "/media", "/ws"];
 
+/// `server.shutdown_delay`: none on a developer's machine; in staging, time
+/// for a load balancer or Kubernetes to see the readiness change and stop
+/// sending traffic (endpoints usually update within a few seconds).
+pub(super) fn shutdown_delay(profile: Profile) -> Duration {
+    match profile {
+        Profile::Dev => Duration::ZERO,
+        Profile::Staging => Duration::from_secs(5),
+    }
+}
+
+/// `admin.probes`: anyone (the probes say nothing but "ok" or "ready").
+pub(super) fn admin_probes() -> Vec<ipnet::IpNet> {
+    ["0.0.0.0/0", "::/0"]
+        .iter()
+        .map(|n| n.parse().expect("literal networks are valid"))
+        .collect()
+}
+
 /// `admin.allow`: loopback clients only.
 pub(super) fn admin_allow() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128"]

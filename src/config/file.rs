@@ -69,6 +69,7 @@ pub(super) struct RawServer {
     pub reuse_port: Option<bool>,
     pub runtime: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
+    pub shutdown_delay: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub underscores_in_headers: Option<bool>,
 }
@@ -138,6 +139,7 @@ pub(super) struct RawTenantOverride {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdmin {
     pub allow: Option<Vec<Spanned<String>>>,
+    pub probes: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -72,16 +72,28 @@ pub struct Config {
 /// portero's own endpoints (`/__portero/status`, `/__portero/health`).
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
-    /// Client networks they answer; everyone else gets 403.
+    /// Client networks `/__portero/status` (and everything but the
+    /// probes) answers; everyone else gets 403.
     pub allow: Vec<ipnet::IpNet>,
+    /// Client networks the probes (`/__portero/health`, `/__portero/ready`)
+    /// answer: an orchestrator's prober connects from the node's address.
+    pub probes: Vec<ipnet::IpNet>,
 }
 
 impl AdminConfig {
     pub fn allows(&self, ip: std::net::IpAddr) -> bool {
-        // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
-        let ip = ip.to_canonical();
-        self.allow.iter().any(|n| n.contains(&ip))
+        contains(&self.allow, ip)
     }
+
+    pub fn allows_probe(&self, ip: std::net::IpAddr) -> bool {
+        contains(&self.probes, ip)
+    }
+}
+
+fn contains(nets: &[ipnet::IpNet], ip: std::net::IpAddr) -> bool {
+    // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+    let ip = ip.to_canonical();
+    nets.iter().any(|n| n.contains(&ip))
 }
 
 /// How a multi-core machine is used (on one core both are one
@@ -120,6 +132,10 @@ pub struct ServerConfig {
     pub reuse_port: bool,
     pub runtime: RuntimeMode,
     pub shutdown_timeout: Duration,
+    /// On SIGTERM, how long portero reports not-ready while it keeps
+    /// serving, before it stops accepting: the orchestrator's time to stop
+    /// sending it traffic.
+    pub shutdown_delay: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Forward request headers whose names contain `_`. Off by default:
     /// WSGI and ASGI servers read `X_Forwarded_For` as `X-Forwarded-For`,

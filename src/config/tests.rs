@@ -449,3 +449,16 @@ fn routes_list_the_upgrades_they_tunnel() {
         .to_string();
     assert!(err.contains("not both"), "{err}");
 }
+
+#[test]
+fn probes_answer_anyone_and_shutdown_delay_follows_the_profile() {
+    let dev = Config::embedded();
+    assert!(dev.admin.allows_probe("203.0.113.9".parse().unwrap()));
+    assert!(dev.admin.allows_probe("2001:db8::1".parse().unwrap()));
+    assert_eq!(dev.server.shutdown_delay, Duration::ZERO);
+    let staging = load("profile = \"staging\"\n").unwrap();
+    assert_eq!(staging.server.shutdown_delay, Duration::from_secs(5));
+    let c = load("[admin]\nprobes = [\"10.0.0.0/8\"]\n").unwrap();
+    assert!(c.admin.allows_probe("10.1.2.3".parse().unwrap()));
+    assert!(!c.admin.allows_probe("127.0.0.1".parse().unwrap()));
+}

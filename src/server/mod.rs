@@ -350,6 +350,15 @@ async fn serve(
     }
 
     shutdown.await;
+    // Ordering: first readiness is withdrawn while everything keeps
+    // serving, so the orchestrator stops sending traffic; only then does
+    // the drain begin.
+    shared.draining.cancel();
+    let delay = shared.snapshot.load().config.server.shutdown_delay;
+    if !delay.is_zero() {
+        tracing::info!("{who}not ready; serving for {delay:?} more before draining");
+        tokio::time::sleep(delay).await;
+    }
     let tunnels = &shared.tunnels;
     tunnels.shutting_down.cancel();
     // Ordering: the accept loops end first and drop their listeners (new

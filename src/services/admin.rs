@@ -1,5 +1,7 @@
-//! portero's own endpoints under `/__portero/`: health and status.
-//! (`/__portero/livereload*` belongs to the live-reload service.)
+//! portero's own endpoints under `/__portero/`: the probes (health:
+//! the process serves; ready: the config is loaded and portero is not
+//! draining) and status. (`/__portero/livereload*` belongs to the
+//! live-reload service.)
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response};
@@ -24,15 +26,37 @@ pub struct UpstreamStatus {
     pub url: String,
 }
 
+/// The orchestrator's probes: they answer their own networks
+/// (`admin.probes`), not only those of the status page.
+pub(crate) fn is_probe(path: &str) -> bool {
+    path == HEALTH || path == READY
+}
+
+const HEALTH: &str = "/__portero/health";
+const READY: &str = "/__portero/ready";
+
 /// Serves `path`; `status` is called only for the status endpoint.
+/// `draining`: shutdown has begun, readiness is withdrawn.
 pub(crate) fn serve(
     method: &Method,
     path: &str,
+    draining: bool,
     status: impl FnOnce() -> Status,
 ) -> Result<Response<Body>, Error> {
     crate::http::get_or_head(method)?;
+    let text = "text/plain; charset=utf-8";
     let (ctype, body) = match path {
-        "/__portero/health" => ("text/plain; charset=utf-8", "ok\n".to_string()),
+        HEALTH => (text, "ok\n".to_string()),
+        READY if draining => {
+            let mut resp = Response::new(full("draining\n"));
+            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(text));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return Ok(resp);
+        }
+        READY => (text, "ready\n".to_string()),
         "/__portero/status" => {
             let mut body = serde_json::to_string(&status()).expect("strings and numbers serialize");
             body.push('\n');

@@ -158,6 +158,9 @@ pub struct Shared {
     /// The TLS listeners' certificates, once they are bound; a config
     /// reload reads the certificate files again into it.
     pub tls_certs: OnceLock<Arc<CertStore>>,
+    /// Cancelled on SIGTERM, before the drain: readiness says 503 while
+    /// portero keeps serving for `server.shutdown_delay`.
+    pub(crate) draining: tokio_util::sync::CancellationToken,
     /// Workers serving with a runtime each (1 with a shared runtime): each
     /// snapshot's pools have an idle list per worker.
     pub workers: usize,
@@ -172,6 +175,7 @@ impl Shared {
             livereload,
             tunnels: Tunnels::default(),
             tls_certs: OnceLock::new(),
+            draining: Default::default(),
             workers,
         })
     }

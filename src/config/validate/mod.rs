@@ -214,6 +214,11 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 RuntimeMode::PerCore
             }
         },
+        shutdown_delay: c.duration(
+            "server.shutdown_delay",
+            &s.shutdown_delay,
+            defaults::shutdown_delay(profile),
+        ),
         shutdown_timeout: c.duration(
             "server.shutdown_timeout",
             &s.shutdown_timeout,
@@ -354,6 +359,10 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         allow: match &raw.admin.allow {
             None => defaults::admin_allow(),
             Some(list) => c.nets("admin.allow", list),
+        },
+        probes: match &raw.admin.probes {
+            None => defaults::admin_probes(),
+            Some(list) => c.nets("admin.probes", list),
         },
     };
 
