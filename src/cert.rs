@@ -1,5 +1,7 @@
 //! `portero cert`: a local development CA, created once and then reused, and
-//! a leaf certificate for the local names, signed by it.
+//! a leaf certificate for the local names, signed by it. [`DevCa`] loads
+//! that CA again so the TLS listener can mint a short-lived certificate for
+//! each host name at its first handshake.
 //!
 //! The CA is reused so that trusting it once (in the system store, in
 //! browsers) keeps working every time the leaf is regenerated, for example
@@ -25,14 +27,19 @@ pub const LEAF_KEY: &str = "dev-key.pem";
 /// CA is user-installed (Apple's 825-day rule is the strictest).
 const LEAF_DAYS: i64 = 825;
 const CA_DAYS: i64 = 10 * 365;
+/// Validity of a certificate minted at a handshake ([`DevCa::mint`]).
+pub const MINTED_DAYS: i64 = 30;
 
 /// What the leaf certificate should cover beyond the local names.
 #[derive(Debug, Clone, Default)]
 pub struct Request {
     pub base_domain: Option<HostName>,
-    /// Tenants to name explicitly as `<tenant>.localhost`: browsers, curl
-    /// and OpenSSL ignore the `*.localhost` wildcard (a wildcard directly
-    /// under a top-level domain), so only explicit names work there.
+    /// Tenants to name explicitly as `<tenant>.localhost`: there is no
+    /// `*.localhost` wildcard (browsers, curl and OpenSSL ignore a wildcard
+    /// directly under a top-level domain, and Chromium and Apple platforms
+    /// reject the certificate), so only explicit names work there. The TLS
+    /// listener without certificate files needs none of this: it mints a
+    /// certificate for each name it is asked for.
     pub tenants: Vec<String>,
     /// Further names or IP addresses, as given.
     pub names: Vec<String>,
@@ -75,6 +82,11 @@ pub enum CertError {
         missing.display()
     )]
     HalfCa { present: PathBuf, missing: PathBuf },
+    #[error(
+        "no development CA in {} ({CA_CERT} and {CA_KEY}): run `portero cert` first (in the folder portero runs in), or name certificate files with --tls-cert/--tls-key or [[tls.certs]]",
+        dir.display()
+    )]
+    NoCa { dir: PathBuf },
     #[error("cannot generate the {what}: {source}")]
     Generate {
         what: &'static str,
@@ -82,11 +94,13 @@ pub enum CertError {
     },
 }
 
-/// The leaf's names: `localhost`, `*.localhost`, the loopback addresses,
-/// then the base domain and its wildcard, then `<tenant>.localhost` for
-/// each named tenant, then any further names.
+/// The leaf's names: `localhost`, the loopback addresses, then the base
+/// domain and its wildcard, then `<tenant>.localhost` for each named
+/// tenant, then any further names. Never `*.localhost`: Chromium and Apple
+/// platforms reject a certificate with a wildcard directly under a
+/// top-level domain.
 pub fn leaf_names(req: &Request) -> Vec<String> {
-    let mut names: Vec<String> = ["localhost", "*.localhost", "127.0.0.1", "::1"]
+    let mut names: Vec<String> = ["localhost", "127.0.0.1", "::1"]
         .into_iter()
         .map(String::from)
         .collect();
@@ -134,27 +148,7 @@ pub fn generate(dir: &Path, req: &Request) -> Result<DevCerts, CertError> {
     };
 
     let names = leaf_names(req);
-    let mut params =
-        CertificateParams::new(names.clone()).map_err(|source| CertError::Generate {
-            what: "certificate",
-            source,
-        })?;
-    params.distinguished_name = dn("portero development certificate");
-    params.is_ca = IsCa::NoCa;
-    // ECDSA keys sign; key encipherment would only apply to RSA.
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    let now = OffsetDateTime::now_utc();
-    // A day of slack for clocks that are slightly behind.
-    params.not_before = now - Duration::days(1);
-    params.not_after = now + Duration::days(LEAF_DAYS);
-    let gen_err = |source| CertError::Generate {
-        what: "certificate",
-        source,
-    };
-    let key = KeyPair::generate().map_err(gen_err)?;
-    let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
+    let (cert, key) = sign_leaf(&issuer, names.clone(), Duration::days(LEAF_DAYS))?;
 
     let cert_path = dir.join(LEAF_CERT);
     let key_path = dir.join(LEAF_KEY);
@@ -168,6 +162,105 @@ pub fn generate(dir: &Path, req: &Request) -> Result<DevCerts, CertError> {
         ca_created,
         names,
     })
+}
+
+/// A server certificate for `names` (DNS names or IP addresses), valid from
+/// a day ago (for clocks slightly behind) for `validity`, signed by
+/// `issuer`, with a new ECDSA P-256 key.
+fn sign_leaf(
+    issuer: &Issuer<'static, KeyPair>,
+    names: Vec<String>,
+    validity: Duration,
+) -> Result<(rcgen::Certificate, KeyPair), CertError> {
+    let gen_err = |source| CertError::Generate {
+        what: "certificate",
+        source,
+    };
+    let mut params = CertificateParams::new(names).map_err(gen_err)?;
+    params.distinguished_name = dn("portero development certificate");
+    params.is_ca = IsCa::NoCa;
+    // ECDSA keys sign; key encipherment would only apply to RSA.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let now = OffsetDateTime::now_utc();
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + validity;
+    let key = KeyPair::generate().map_err(gen_err)?;
+    let cert = params.signed_by(&key, issuer).map_err(gen_err)?;
+    Ok((cert, key))
+}
+
+/// The development CA `portero cert` created, loaded to sign certificates
+/// at run time.
+pub struct DevCa {
+    issuer: Issuer<'static, KeyPair>,
+    /// The CA certificate as read, to tell whether a reload found the same CA.
+    pem: String,
+}
+
+impl std::fmt::Debug for DevCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The issuer holds the CA's private key: never printed.
+        f.debug_struct("DevCa").finish_non_exhaustive()
+    }
+}
+
+/// A certificate minted by [`DevCa::mint`]: DER, its PKCS#8 key, and when
+/// it expires.
+#[derive(Debug)]
+pub struct Minted {
+    pub cert: rustls_pki_types::CertificateDer<'static>,
+    pub key: rustls_pki_types::PrivatePkcs8KeyDer<'static>,
+    pub not_after: OffsetDateTime,
+}
+
+impl DevCa {
+    /// Loads `dir/dev-ca.pem` and `dir/dev-ca-key.pem`; [`CertError::NoCa`]
+    /// when neither exists.
+    pub fn load(dir: &Path) -> Result<DevCa, CertError> {
+        let (ca_cert, ca_key) = (dir.join(CA_CERT), dir.join(CA_KEY));
+        match (ca_cert.exists(), ca_key.exists()) {
+            (false, false) => Err(CertError::NoCa {
+                dir: dir.to_path_buf(),
+            }),
+            (true, false) => Err(CertError::HalfCa {
+                present: ca_cert,
+                missing: ca_key,
+            }),
+            (false, true) => Err(CertError::HalfCa {
+                present: ca_key,
+                missing: ca_cert,
+            }),
+            (true, true) => {
+                let pem = std::fs::read_to_string(&ca_cert).map_err(|source| CertError::Read {
+                    path: ca_cert.clone(),
+                    source,
+                })?;
+                let issuer = load_ca(&ca_cert, &ca_key)?;
+                Ok(DevCa { issuer, pem })
+            }
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A certificate for exactly `names` (DNS names or IP addresses), valid
+    /// for [`MINTED_DAYS`], with a new ECDSA P-256 key.
+    pub fn mint(&self, names: &[&str]) -> Result<Minted, CertError> {
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        // Taken before signing: never later than the certificate's own.
+        let not_after = OffsetDateTime::now_utc() + Duration::days(MINTED_DAYS);
+        let (cert, key) = sign_leaf(&self.issuer, names, Duration::days(MINTED_DAYS))?;
+        Ok(Minted {
+            cert: cert.der().clone(),
+            key: rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+            not_after,
+        })
+    }
 }
 
 fn dn(common_name: &str) -> DistinguishedName {
@@ -260,7 +353,13 @@ can impersonate any site to a machine that trusts the CA):
   Firefox (each profile; or set security.enterprise_roots.enabled = true):
     certutil -d sql:$HOME/.mozilla/firefox/<profile> -A -t \"C,,\" -n \"portero dev CA\" -i {ca}
 
-Then run:
+Then run, in this folder (HTTPS for every allowed host: localhost, any
+<tenant>.localhost, <tenant>.<base domain>; each gets a certificate of its own,
+made by the development CA at its first connection):
+
+  portero --tls-listen 127.0.0.1:8443 [--base-domain DOMAIN]
+
+or, with the certificate just written (only the names listed above):
 
   portero --tls-listen 127.0.0.1:8443 --tls-cert {cert} --tls-key {key}
 ",
@@ -272,6 +371,8 @@ Then run:
 
 #[cfg(test)]
 mod tests {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
     use super::*;
 
     #[test]
@@ -285,7 +386,6 @@ mod tests {
             leaf_names(&req),
             [
                 "localhost",
-                "*.localhost",
                 "127.0.0.1",
                 "::1",
                 "chalanpro.net",
@@ -295,6 +395,45 @@ mod tests {
                 "10.0.0.5"
             ]
         );
+    }
+
+    /// Chromium and Apple platforms reject a certificate naming
+    /// `*.localhost`; tenants are named one by one (or minted at run time).
+    #[test]
+    fn no_wildcard_under_localhost() {
+        let req = Request {
+            base_domain: Some(HostName::parse("chalanpro.net").unwrap()),
+            tenants: vec!["acme".into()],
+            names: vec![],
+        };
+        for names in [leaf_names(&Request::default()), leaf_names(&req)] {
+            assert!(!names.iter().any(|n| n == "*.localhost"), "{names:?}");
+        }
+        assert_eq!(
+            leaf_names(&Request::default()),
+            ["localhost", "127.0.0.1", "::1"]
+        );
+    }
+
+    #[test]
+    fn a_loaded_ca_mints_for_exactly_the_names_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            DevCa::load(dir.path()),
+            Err(CertError::NoCa { .. })
+        ));
+        let files = generate(dir.path(), &Request::default()).unwrap();
+        let ca = DevCa::load(dir.path()).unwrap();
+        assert_eq!(ca.pem(), std::fs::read_to_string(&files.ca_cert).unwrap());
+        let minted = ca.mint(&["acme.localhost"]).unwrap();
+        let (_, x509) = X509Certificate::from_der(&minted.cert).unwrap();
+        let san = x509.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(
+            san.value.general_names,
+            [GeneralName::DNSName("acme.localhost")]
+        );
+        let days = (minted.not_after - OffsetDateTime::now_utc()).whole_days();
+        assert!((MINTED_DAYS - 1..=MINTED_DAYS).contains(&days), "{days}");
     }
 
     #[test]

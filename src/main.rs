@@ -30,7 +30,8 @@ enum Command {
     /// Validate a config file and print every problem (exit 0 valid, 2 invalid).
     Check,
     /// Create a local development CA (once) and a certificate for localhost,
-    /// *.localhost, 127.0.0.1, ::1 and the base domain, signed by it.
+    /// 127.0.0.1, ::1, the base domain and the configured tenants, signed by
+    /// it. With the CA, `--tls-listen` alone serves HTTPS for every tenant.
     Cert(CertArgs),
 }
 
@@ -65,7 +66,9 @@ struct RunArgs {
     /// Tenant base domain: <tenant>.DOMAIN and <tenant>.localhost reach tenant <tenant>.
     #[arg(long, value_name = "DOMAIN")]
     base_domain: Option<String>,
-    /// Address for the TLS listener (needs --tls-cert and --tls-key).
+    /// Address for the TLS listener. Without --tls-cert/--tls-key (and no
+    /// [tls] in the config), every allowed host gets a certificate minted by
+    /// the development CA in ./certs (run `portero cert` first).
     #[arg(long, value_name = "ADDR")]
     tls_listen: Option<String>,
     /// Certificate chain (PEM) for the TLS listener.
@@ -196,8 +199,9 @@ fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
         files.names.join(", ")
     );
     println!(
-        "note: browsers and curl ignore the *.localhost wildcard; name each tenant you open \
-         (--name acme.localhost, or list it in [tenants.overrides])\n"
+        "note: {} names no *.localhost wildcard (browsers reject it); portero --tls-listen \
+         without --tls-cert needs no names: it makes a certificate for each tenant it serves\n",
+        files.cert.display()
     );
     print!("{}", portero::cert::instructions(&files));
     Ok(())

@@ -206,3 +206,96 @@ fn an_address_in_use_is_a_plain_error_and_exit_1() {
         "the cause once: {err}"
     );
 }
+
+/// Issue #18's flow as users run it: `portero cert` in a folder, then
+/// `portero --tls-listen` alone in the same folder serves HTTPS for any
+/// tenant with a certificate the development CA signed for its name. In a
+/// folder without the CA, startup says to run `portero cert` first.
+#[test]
+fn cert_then_tls_listen_alone_serves_https_for_any_tenant() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run `portero cert` first"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["cert", "--base-domain", "example.test"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("for: localhost, 127.0.0.1, ::1, example.test, *.example.test\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("portero --tls-listen 127.0.0.1:8443"),
+        "{text}"
+    );
+
+    let mut child = Command::new(BIN)
+        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .args(["--base-domain", "example.test"])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("startup banner");
+        if let Some(rest) = line.split("listening on https://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+
+    let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for c in rustls_pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    for name in ["acme.localhost", "globex.example.test", "localhost"] {
+        let server_name = rustls_pki_types::ServerName::try_from(name.to_string()).unwrap();
+        let conn = rustls::ClientConnection::new(client.clone(), server_name).unwrap();
+        let tcp = std::net::TcpStream::connect(&addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        write!(
+            tls,
+            "GET /__portero/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut reply = String::new();
+        // The server may close without close_notify after the response.
+        let _ = tls.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "{name}: {reply}");
+    }
+    send_sigterm(child.id());
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+}

@@ -169,7 +169,7 @@ async fn hsts_on_https_for_real_names_only() {
 }
 
 fn startup_error(certs: Vec<CertPaths>) -> String {
-    match tls::acceptor(&tls_config(certs)) {
+    match tls::acceptor(&tls_config(certs), &config("").tenants) {
         Ok(_) => panic!("the acceptor should fail"),
         Err(e) => e.to_string(),
     }
@@ -263,7 +263,8 @@ async fn portero_cert_writes_files_that_load_and_verify() {
         cert: files.cert.clone(),
         key: files.key.clone(),
     };
-    tls::acceptor(&tls_config(vec![paths.clone()])).expect("generated files load");
+    tls::acceptor(&tls_config(vec![paths.clone()]), &config("").tenants)
+        .expect("generated files load");
 
     // A client that trusts only the dev CA accepts the names it was made for.
     let ca_pem = std::fs::read_to_string(&files.ca_cert).unwrap();
@@ -426,10 +427,10 @@ async fn a_broken_renewal_is_refused_and_the_running_certificate_stays() {
     let ca = TestCa::new();
     let cert = ca.issue(dir.path(), "site", &["old.example.test"]);
     let (_, _, config, reloader) = tls_config_file(dir.path(), &cert);
-    let (_, store) = tls::acceptor(config.tls.as_ref().unwrap()).unwrap();
+    let (_, store) = tls::acceptor(config.tls.as_ref().unwrap(), &config.tenants).unwrap();
     let shared = portero::internals::Shared::new(config, 1);
     shared.tls_certs.set(store.clone()).unwrap();
-    let running = store.pick(None);
+    let running = store.pick(None).unwrap();
 
     // Half written: the certificate file ends mid-way.
     std::fs::write(&cert.cert, "-----BEGIN CERTIFICATE-----\nMIIB").unwrap();
@@ -439,10 +440,13 @@ async fn a_broken_renewal_is_refused_and_the_running_certificate_stays() {
         }
         Outcome::Applied { .. } => panic!("a broken certificate was applied"),
     }
-    assert!(std::sync::Arc::ptr_eq(&store.pick(None), &running));
+    assert!(std::sync::Arc::ptr_eq(&store.pick(None).unwrap(), &running));
 
     // The renewal completed: the next reload takes it.
     ca.issue(dir.path(), "site", &["new.example.test"]);
     assert!(matches!(reloader.reload(&shared), Outcome::Applied { .. }));
-    assert!(!std::sync::Arc::ptr_eq(&store.pick(None), &running));
+    assert!(!std::sync::Arc::ptr_eq(
+        &store.pick(None).unwrap(),
+        &running
+    ));
 }

@@ -18,6 +18,8 @@ pub(super) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) const HTTP2_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// `server.send_timeout` (nginx's send_timeout).
 pub(super) const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// `tls.ca_dir`: where `portero cert` writes by default.
+pub(super) const CA_DIR: &str = "certs";
 /// `server.shutdown_timeout`.
 pub(super) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// `upstreams.*.connect_timeout`.

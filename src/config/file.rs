@@ -148,6 +148,7 @@ pub(super) struct RawTls {
     pub listen: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     pub certs: Vec<Spanned<RawCert>>,
+    pub ca_dir: Option<Spanned<String>>,
     pub redirect_http: Option<bool>,
     pub hsts_max_age: Option<Spanned<Scalar>>,
 }

@@ -266,7 +266,13 @@ pub struct TenantOverride {
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
     pub listen: Vec<SocketAddr>,
+    /// Certificate files; when empty, a certificate is minted for each
+    /// allowed host at its first handshake, signed by the development CA
+    /// in `ca_dir`.
     pub certs: Vec<CertPaths>,
+    /// Where `portero cert` wrote `dev-ca.pem` and `dev-ca-key.pem`
+    /// (default `certs`); used only when `certs` is empty.
+    pub ca_dir: PathBuf,
     pub redirect_http: bool,
     pub hsts_max_age: Option<Duration>,
 }

@@ -74,6 +74,23 @@ impl Overrides {
         let tls_flags = (&self.tls_listen, &self.tls_cert, &self.tls_key);
         match tls_flags {
             (None, None, None) => {}
+            // Alone: the file's [tls] on another address, or, without one,
+            // a certificate minted for each allowed host by the dev CA.
+            (Some(l), None, None) => match parse_addr(l) {
+                Ok(a) => match &mut cfg.tls {
+                    Some(t) => t.listen = vec![a],
+                    None => {
+                        cfg.tls = Some(TlsConfig {
+                            listen: vec![a],
+                            certs: Vec::new(),
+                            ca_dir: PathBuf::from(defaults::CA_DIR),
+                            redirect_http: false,
+                            hsts_max_age: None,
+                        })
+                    }
+                },
+                Err(m) => flag_err("--tls-listen", m),
+            },
             (Some(l), Some(cert), Some(key)) => match parse_addr(l) {
                 Ok(a) => {
                     let certs = vec![CertPaths {
@@ -89,6 +106,7 @@ impl Overrides {
                             cfg.tls = Some(TlsConfig {
                                 listen: vec![a],
                                 certs,
+                                ca_dir: PathBuf::from(defaults::CA_DIR),
                                 redirect_http: false,
                                 hsts_max_age: None,
                             })
@@ -98,8 +116,8 @@ impl Overrides {
                 Err(m) => flag_err("--tls-listen", m),
             },
             _ => flag_err(
-                "--tls-listen",
-                "--tls-listen, --tls-cert and --tls-key go together".into(),
+                "--tls-cert",
+                "--tls-cert and --tls-key go together, with --tls-listen".into(),
             ),
         }
         if errors.is_empty() {

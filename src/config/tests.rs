@@ -304,12 +304,51 @@ fn bad_flags_are_named() {
         listen: Some("nope".into()),
         backend: Some("ftp://x".into()),
         tls_listen: Some("127.0.0.1:0".into()),
+        tls_cert: Some("certs/dev.pem".into()),
         ..Default::default()
     }
     .apply(&mut c)
     .unwrap_err();
     let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-    assert_eq!(keys, ["--listen", "--backend", "--tls-listen"]);
+    assert_eq!(keys, ["--listen", "--backend", "--tls-cert"]);
+}
+
+/// `--tls-listen` alone: certificates minted by the dev CA in `certs/`,
+/// or the file's own [tls] moved to that address.
+#[test]
+fn tls_listen_alone_mints_or_moves_the_files_tls() {
+    let mut c = Config::embedded();
+    let flags = Overrides {
+        tls_listen: Some("127.0.0.1:8443".into()),
+        ..Default::default()
+    };
+    flags.apply(&mut c).unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.listen, ["127.0.0.1:8443".parse().unwrap()]);
+    assert!(tls.certs.is_empty());
+    assert_eq!(tls.ca_dir, std::path::Path::new("certs"));
+
+    let text = "[tls]\nlisten = \"127.0.0.1:9443\"\n\
+                [[tls.certs]]\ncert = \"a.pem\"\nkey = \"a-key.pem\"\n";
+    let mut c = Config::from_str(text, Source::Embedded).unwrap();
+    flags.apply(&mut c).unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.listen, ["127.0.0.1:8443".parse().unwrap()]);
+    assert_eq!(tls.certs.len(), 1);
+}
+
+#[test]
+fn tls_without_certificates_is_valid_with_a_ca_dir() {
+    let c = Config::from_str("[tls]\nlisten = \"127.0.0.1:8443\"\n", Source::Embedded).unwrap();
+    let tls = c.tls.unwrap();
+    assert!(tls.certs.is_empty());
+    assert_eq!(tls.ca_dir, std::path::Path::new("certs"));
+    let text = "[tls]\nlisten = \"127.0.0.1:8443\"\nca_dir = \"/etc/portero/ca\"\n";
+    let c = Config::from_str(text, Source::Embedded).unwrap();
+    assert_eq!(
+        c.tls.unwrap().ca_dir,
+        std::path::Path::new("/etc/portero/ca")
+    );
 }
 
 #[test]

@@ -88,6 +88,7 @@ mod tests {
         TlsConfig {
             listen: vec![([127, 0, 0, 1], port).into()],
             certs: vec![],
+            ca_dir: "certs".into(),
             redirect_http,
             hsts_max_age: hsts.map(Duration::from_secs),
         }

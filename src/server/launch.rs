@@ -59,6 +59,13 @@ fn banner(config: &Config, listeners: &Listeners) {
             eprintln!("    {what:<16} {url}");
         }
     }
+    if let Some(tls) = config.tls.as_ref().filter(|t| t.certs.is_empty()) {
+        let ca = tls.ca_dir.join(crate::cert::CA_CERT);
+        eprintln!(
+            "  https certificates are minted per host by the development CA {} (trust it once)",
+            ca.display()
+        );
+    }
     if config.tenants.base_domain.is_none() && !config.tenants.overrides.is_empty() {
         tracing::warn!(
             "[tenants.overrides] has no effect without tenants.base_domain (or --base-domain)"

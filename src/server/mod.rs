@@ -239,7 +239,7 @@ fn prepare(
     workers: usize,
 ) -> Result<Prepared, StartupError> {
     let tls_acceptor = match (&config.tls, listeners.tls.is_empty()) {
-        (Some(tls), false) => Some(crate::tls::acceptor(tls)?),
+        (Some(tls), false) => Some(crate::tls::acceptor(tls, &config.tenants)?),
         _ => None,
     };
     let mut config = config;

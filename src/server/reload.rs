@@ -72,7 +72,7 @@ impl Reloader {
         // renewal half written, a key that does not match), and a failure
         // keeps everything running as it was.
         if let (Some(store), Some(tls)) = (shared.tls_certs.get(), &config.tls) {
-            if let Err(e) = store.reload(tls) {
+            if let Err(e) = store.reload(tls, &config.tenants) {
                 return Outcome::Kept(format!("tls: {e}: keeping the running config"));
             }
         }

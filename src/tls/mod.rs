@@ -1,8 +1,10 @@
 //! TLS, both ways, with one crypto provider (ring): the server side
-//! (certificates from PEM files, chosen by SNI, reloadable) and the client
-//! side for `https://` upstreams (trusted roots, the explicit opt-out).
+//! (certificates from PEM files, chosen by SNI, reloadable, or minted per
+//! allowed host by the development CA) and the client side for `https://`
+//! upstreams (trusted roots, the explicit opt-out).
 
 mod client;
+mod mint;
 mod server;
 
 use std::path::Path;
@@ -57,7 +59,7 @@ fn pem_error(path: &Path, e: pem::Error) -> StartupError {
 pub fn check(config: &crate::config::Config) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(tls) = &config.tls {
-        if let Err(e) = acceptor(tls) {
+        if let Err(e) = acceptor(tls, &config.tenants) {
             problems.push(format!("{}: tls: {e}", config.source));
         }
     }

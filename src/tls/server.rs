@@ -1,8 +1,9 @@
 //! rustls server configuration: certificates loaded from PEM files, the
-//! certificate chosen by the client's SNI name, ALPN `h2` and `http/1.1`.
-//! The certificates sit in a [`CertStore`] that a config reload (or SIGHUP,
-//! after a renewal) replaces in one step; listeners and handshakes in
-//! progress are not touched.
+//! certificate chosen by the client's SNI name, ALPN `h2` and `http/1.1`;
+//! or, with no certificate files, one minted per allowed host by the
+//! development CA (`super::mint`). The certificates sit in a [`CertStore`]
+//! that a config reload (or SIGHUP, after a renewal) replaces in one step;
+//! listeners and handshakes in progress are not touched.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,17 +18,21 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use super::mint::Minter;
 use super::{pem_error, provider, read_certs};
-use crate::config::{CertPaths, TlsConfig};
+use crate::config::{CertPaths, TenantConfig, TlsConfig};
 use crate::error::StartupError;
 
 /// The TLS acceptor for every TLS listener, and the store of its
-/// certificates (all `[[tls.certs]]` loaded, checked, and indexed by name).
+/// certificates: all `[[tls.certs]]` loaded, checked, and indexed by name,
+/// or, when there are none, the development CA in `tls.ca_dir` ready to
+/// mint for the hosts `tenants` allows.
 pub fn acceptor(
     tls: &TlsConfig,
+    tenants: &TenantConfig,
 ) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertStore>), StartupError> {
     let provider = provider();
-    let store = Arc::new(CertStore::load(tls, &provider)?);
+    let store = Arc::new(CertStore::load(tls, tenants, &provider)?);
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| StartupError::Tls(e.to_string()))?
@@ -42,45 +47,75 @@ pub fn acceptor(
 /// server runs.
 #[derive(Debug)]
 pub struct CertStore {
-    current: ArcSwap<SniResolver>,
+    current: ArcSwap<Certs>,
+}
+
+/// Where handshakes get their certificate from.
+#[derive(Debug)]
+enum Certs {
+    /// The configured files, chosen by SNI (the first one by default).
+    Files(SniResolver),
+    /// None configured: minted per allowed host by the development CA.
+    Minted(Box<Minter>),
 }
 
 impl CertStore {
-    pub fn load(tls: &TlsConfig, provider: &CryptoProvider) -> Result<Self, StartupError> {
+    pub fn load(
+        tls: &TlsConfig,
+        tenants: &TenantConfig,
+        provider: &CryptoProvider,
+    ) -> Result<Self, StartupError> {
         Ok(CertStore {
-            current: ArcSwap::from_pointee(resolver(tls, provider)?),
+            current: ArcSwap::from_pointee(certs(tls, tenants, provider, None)?),
         })
     }
 
-    /// Reads `tls`'s certificate files again (renewed ones included) and
-    /// answers new handshakes with them. On any error the running
-    /// certificates stay.
-    pub fn reload(&self, tls: &TlsConfig) -> Result<(), StartupError> {
-        let fresh = resolver(tls, &provider())?;
+    /// Reads `tls`'s certificate files (or the development CA) again,
+    /// renewed ones included, and answers new handshakes with them and with
+    /// `tenants`' allowed hosts. Minted certificates are kept when the CA
+    /// is the same. On any error the running certificates stay.
+    pub fn reload(&self, tls: &TlsConfig, tenants: &TenantConfig) -> Result<(), StartupError> {
+        let fresh = certs(tls, tenants, &provider(), Some(&self.current.load()))?;
         self.current.store(Arc::new(fresh));
         Ok(())
     }
 
-    /// The certificate a handshake with this SNI name gets now.
-    pub fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
-        self.current.load().pick(sni).clone()
+    /// The certificate a handshake with this SNI name gets now; `None`
+    /// (the handshake fails) only when minting and the host is not allowed.
+    pub fn pick(&self, sni: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        match &**self.current.load() {
+            Certs::Files(files) => Some(files.pick(sni).clone()),
+            Certs::Minted(minter) => minter.pick(sni),
+        }
     }
 }
 
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.pick(hello.server_name()))
+        self.pick(hello.server_name())
     }
 }
 
-fn resolver(tls: &TlsConfig, provider: &CryptoProvider) -> Result<SniResolver, StartupError> {
+fn certs(
+    tls: &TlsConfig,
+    tenants: &TenantConfig,
+    provider: &CryptoProvider,
+    previous: Option<&Certs>,
+) -> Result<Certs, StartupError> {
     let certs = tls
         .certs
         .iter()
         .map(|paths| load_cert(paths, provider))
         .collect::<Result<Vec<_>, _>>()?;
-    SniResolver::new(certs)
-        .ok_or_else(|| StartupError::Tls("no certificates configured (see `portero cert`)".into()))
+    if let Some(files) = SniResolver::new(certs) {
+        return Ok(Certs::Files(files));
+    }
+    let previous = match previous {
+        Some(Certs::Minted(m)) => Some(&**m),
+        _ => None,
+    };
+    let minter = Minter::load(&tls.ca_dir, tenants, Arc::new(provider.clone()), previous)?;
+    Ok(Certs::Minted(Box::new(minter)))
 }
 
 /// A certificate chain with its key, and the DNS names its leaf covers.

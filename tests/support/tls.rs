@@ -67,6 +67,7 @@ pub(crate) fn tls_config(certs: Vec<CertPaths>) -> TlsConfig {
     TlsConfig {
         listen: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
         certs,
+        ca_dir: "certs".into(),
         redirect_http: false,
         hsts_max_age: None,
     }

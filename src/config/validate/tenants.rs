@@ -8,8 +8,8 @@ use toml::Spanned;
 
 use super::Checker;
 use super::routes::routes;
-use crate::config::file;
 use crate::config::{CertPaths, HostPattern, TenantConfig, TenantOverride, TlsConfig, Upstream};
+use crate::config::{defaults, file};
 use crate::host::HostName;
 
 fn host_name(c: &mut Checker, key: &str, v: &Spanned<String>) -> Option<HostName> {
@@ -106,7 +106,7 @@ pub(super) fn tls(c: &mut Checker, t: Spanned<file::RawTls>) -> TlsConfig {
     let listen = match t.listen {
         Some(l) => c.addrs("tls.listen", l),
         None => {
-            c.err("tls", Some(span.clone()), "missing `listen`".into());
+            c.err("tls", Some(span), "missing `listen`".into());
             Vec::new()
         }
     };
@@ -123,17 +123,16 @@ pub(super) fn tls(c: &mut Checker, t: Spanned<file::RawTls>) -> TlsConfig {
             _ => c.err(&key, Some(cs), "needs both `cert` and `key`".into()),
         }
     }
-    if certs.is_empty() {
-        c.err(
-            "tls.certs",
-            Some(span),
-            "no certificates: add a [[tls.certs]] with `cert` and `key` (see `portero cert`)"
-                .into(),
-        );
-    }
+    // No certificates: each allowed host gets one minted by the
+    // development CA in `ca_dir` (checked when the listener starts).
+    let ca_dir = t.ca_dir.as_ref().map_or_else(
+        || PathBuf::from(defaults::CA_DIR),
+        |d| PathBuf::from(d.get_ref()),
+    );
     TlsConfig {
         listen,
         certs,
+        ca_dir,
         redirect_http: t.redirect_http.unwrap_or(false),
         hsts_max_age: c.opt_duration("tls.hsts_max_age", &t.hsts_max_age),
     }
