@@ -1,16 +1,50 @@
 //! One access-log line per request, written when the response body ends
-//! (or is dropped), so duration and byte count are the real ones.
+//! (or is dropped), so duration and byte count are the real ones; the
+//! request is counted in the metrics at the same moment.
+//!
+//! Where lines go is set once per process ([`init`]): a buffered writer on
+//! its own thread (tracing-appender's non-blocking writer), so a request
+//! never waits for a terminal or a disk; without it (tests, embedding), a
+//! `portero::access` tracing event.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use std::io::Write as _;
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
+use crate::config::Upstream;
 use crate::error::Error;
 use crate::http::body::{Body, BoxError};
+use crate::metrics::{Metrics, RouteStats};
+
+/// How access lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One human-readable line: time, tenant, method, host and path,
+    /// status, duration, upstream; coloured on a terminal.
+    Text { colour: bool },
+    /// One JSON object per line, with peer, bytes and route too.
+    Json,
+}
+
+struct Sink {
+    writer: tracing_appender::non_blocking::NonBlocking,
+    format: Format,
+}
+
+static SINK: OnceLock<Option<Sink>> = OnceLock::new();
+
+/// Sends access lines to `writer` (`None`: no access log) in `format`, for
+/// the life of the process. Only the first call counts.
+pub fn init(writer: Option<tracing_appender::non_blocking::NonBlocking>, format: Format) {
+    let _ = SINK.set(writer.map(|writer| Sink { writer, format }));
+}
 
 /// The fields of one access-log line, filled in as dispatch learns them.
 pub(crate) struct Entry {
@@ -24,11 +58,21 @@ pub(crate) struct Entry {
     pub tenant: Option<String>,
     pub route: RouteLabel,
     pub status: StatusCode,
+    /// The upstream that answered, for proxied requests.
+    pub upstream: Option<Arc<Upstream>>,
+    /// The route's counters, once a route matched.
+    pub stats: Option<Arc<RouteStats>>,
+    metrics: Arc<Metrics>,
     error: Option<(String, &'static str)>,
 }
 
 impl Entry {
-    pub(crate) fn new<B>(req: &Request<B>, peer: std::net::SocketAddr, start: Instant) -> Entry {
+    pub(crate) fn new<B>(
+        req: &Request<B>,
+        peer: std::net::SocketAddr,
+        metrics: Arc<Metrics>,
+        start: Instant,
+    ) -> Entry {
         Entry {
             start,
             method: req.method().clone(),
@@ -38,12 +82,115 @@ impl Entry {
             tenant: None,
             route: RouteLabel::Fixed("-"),
             status: StatusCode::OK,
+            upstream: None,
+            stats: None,
+            metrics,
             error: None,
         }
     }
 
     pub(crate) fn error(&mut self, err: &Error) {
+        self.metrics.upstream_error(err);
         self.error = Some((err.to_string(), err.fault().as_str()));
+    }
+
+    /// Counts the request and writes its line.
+    fn finish(&self, bytes: u64, complete: bool) {
+        let took = self.start.elapsed();
+        self.metrics.observe(
+            self.stats.as_deref(),
+            self.tenant.as_deref(),
+            self.status,
+            took,
+            bytes,
+        );
+        match SINK.get() {
+            Some(None) => {}
+            Some(Some(sink)) => {
+                let line = match sink.format {
+                    Format::Text { colour } => {
+                        self.text(took, if complete { "" } else { " (incomplete)" }, colour)
+                    }
+                    Format::Json => self.json(took, bytes, complete),
+                };
+                // A full buffer drops the line rather than hold the request.
+                let _ = sink.writer.clone().write_all(line.as_bytes());
+            }
+            None => {
+                if self.error.is_some()
+                    || tracing::enabled!(target: "portero::access", tracing::Level::INFO)
+                {
+                    self.write(bytes, complete);
+                }
+            }
+        }
+    }
+
+    fn text(&self, took: std::time::Duration, suffix: &str, colour: bool) -> String {
+        let status = self.status.as_u16();
+        let (on, off) = match (colour, status) {
+            (false, _) => ("", ""),
+            (true, 500..) => ("\x1b[31m", "\x1b[0m"),
+            (true, 400..) => ("\x1b[33m", "\x1b[0m"),
+            (true, _) => ("\x1b[32m", "\x1b[0m"),
+        };
+        let mut line = format!(
+            "{} {} {} {}{} {on}{status}{off} {:.1}ms {}{}",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            self.tenant.as_deref().unwrap_or("-"),
+            self.method,
+            self.host(),
+            self.uri.path(),
+            took.as_secs_f64() * 1000.0,
+            self.upstream.as_ref().map_or("-", |u| u.name.as_str()),
+            suffix,
+        );
+        if let Some((msg, fault)) = &self.error {
+            line.push_str(&format!(" {fault} fault: {msg}"));
+        }
+        line.push('\n');
+        line
+    }
+
+    fn json(&self, took: std::time::Duration, bytes: u64, complete: bool) -> String {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            time: String,
+            peer: String,
+            tenant: Option<&'a str>,
+            method: &'a str,
+            host: &'a str,
+            path: &'a str,
+            route: String,
+            status: u16,
+            ms: f64,
+            bytes: u64,
+            upstream: Option<&'a str>,
+            complete: bool,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fault: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+        }
+        let mut line = serde_json::to_string(&Line {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            peer: self.peer.ip().to_string(),
+            tenant: self.tenant.as_deref(),
+            method: self.method.as_str(),
+            host: self.host(),
+            path: self.uri.path(),
+            route: self.route.to_string(),
+            status: self.status.as_u16(),
+            ms: (took.as_secs_f64() * 10_000.0).round() / 10.0,
+            bytes,
+            upstream: self.upstream.as_ref().map(|u| u.name.as_str()),
+            complete,
+            fault: self.error.as_ref().map(|(_, f)| *f),
+            error: self.error.as_ref().map(|(m, _)| m.as_str()),
+        })
+        .expect("strings and numbers serialize");
+        line.push('\n');
+        line
     }
 
     /// The host the client named: the target's authority, else `Host`.
@@ -100,25 +247,22 @@ impl std::fmt::Display for RouteLabel {
 pub(crate) struct LoggedBody {
     inner: Body,
     bytes: u64,
-    /// `Some` until the line is written.
+    /// `Some` until the request is counted and its line written.
     entry: Option<Box<Entry>>,
 }
 
 impl LoggedBody {
     pub(crate) fn wrap(resp: Response<Body>, entry: Entry) -> Response<LoggedBody> {
-        let enabled = tracing::enabled!(target: "portero::access", tracing::Level::INFO)
-            || (entry.error.is_some()
-                && tracing::enabled!(target: "portero::access", tracing::Level::WARN));
         resp.map(|inner| LoggedBody {
             inner,
             bytes: 0,
-            entry: enabled.then(|| Box::new(entry)),
+            entry: Some(Box::new(entry)),
         })
     }
 
     fn finish(&mut self, complete: bool) {
         if let Some(e) = self.entry.take() {
-            e.write(self.bytes, complete);
+            e.finish(self.bytes, complete);
         }
     }
 }

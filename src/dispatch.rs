@@ -22,14 +22,14 @@ use crate::http::headers::Accepts;
 use crate::http::{request_rules, reserved, tls_rules};
 use crate::routing::{path, tenant};
 use crate::services::{Ctx, admin, livereload, proxy, welcome};
-use crate::snapshot::{Shared, Target};
+use crate::snapshot::{Shared, Snapshot, Target};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,
 ) -> Response<LoggedBody> {
-    let mut entry = Entry::new(&req, conn.peer, Instant::now());
+    let mut entry = Entry::new(&req, conn.peer, shared.metrics.clone(), Instant::now());
     let accepts = Accepts::of(req.headers());
     let mut hsts = None;
     let mut resp = match route_request(req, &conn, &shared, &mut entry, &mut hsts).await {
@@ -105,16 +105,19 @@ async fn route_request(
                 "portero's own endpoints answer only the networks in admin.allow",
             ));
         }
-        let open = shared.tunnels.open();
-        let draining = shared.draining.is_cancelled();
-        return admin::serve(req.method(), raw_path, draining, || snap.status(open));
+        let view = AdminView {
+            snap: &snap,
+            shared,
+        };
+        return admin::serve(req.method(), raw_path, &view);
     }
 
     let path = path::normalize(raw_path).into_owned();
-    let (route, target) = snap
+    let (route, routed) = snap
         .route(resolved.tenant.as_deref(), &path)
         .ok_or_else(|| Error::NoRoute { path: path.clone() })?;
     entry.route = RouteLabel::Route(route.clone());
+    entry.stats = Some(routed.stats.clone());
 
     let ctx = Ctx {
         conn,
@@ -123,8 +126,9 @@ async fn route_request(
         path: &path,
         route,
     };
-    match target {
+    match &routed.target {
         Target::Proxy(pool) => {
+            entry.upstream = Some(pool.upstream.clone());
             let via = proxy::Via {
                 pool,
                 rules: &snap.rules,
@@ -148,6 +152,34 @@ async fn route_request(
             dir.serve(req.method(), req.headers(), ctx.below_prefix())
                 .await
         }
+    }
+}
+
+/// What portero's own endpoints show, read from the running state.
+struct AdminView<'a> {
+    snap: &'a Snapshot,
+    shared: &'a Shared,
+}
+
+impl admin::View for AdminView<'_> {
+    fn draining(&self) -> bool {
+        self.shared.draining.is_cancelled()
+    }
+
+    fn status(&self) -> admin::Status {
+        self.snap.status(self.shared.tunnels.open())
+    }
+
+    fn metrics(&self) -> String {
+        let certs = self
+            .shared
+            .tls_certs
+            .get()
+            .map(|store| store.expiries())
+            .unwrap_or_default();
+        self.shared
+            .metrics
+            .encode(self.shared.tunnels.open(), &certs)
     }
 }
 

@@ -41,14 +41,19 @@ impl std::fmt::Display for UpstreamId {
 /// everything on one line.
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
+    let mut last = out.to_ascii_lowercase();
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
-        // Some errors repeat their source in their own message.
-        if !out.ends_with(&text) {
+        let lower = text.to_ascii_lowercase();
+        // Some errors repeat their source in their own message, or the
+        // source says the same again ("connection refused: Connection
+        // refused (os error 111)").
+        if !last.ends_with(&lower) && !lower.starts_with(&last) {
             out.push_str(": ");
             out.push_str(&text);
         }
+        last = lower;
         source = s.source();
     }
     out
@@ -383,6 +388,12 @@ mod tests {
         );
         let source = std::error::Error::source(&e).expect("the cause is the source");
         assert!(source.is::<Outer>());
+        // A source that only says the same again is not repeated.
+        #[derive(Debug, thiserror::Error)]
+        #[error("connection refused")]
+        struct Refused(#[source] std::io::Error);
+        let io = std::io::Error::other("Connection refused (os error 111)");
+        assert_eq!(chain(&Refused(io)), "connection refused");
     }
 }
 

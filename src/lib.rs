@@ -36,6 +36,7 @@ mod dispatch;
 mod error;
 pub mod host;
 mod http;
+mod metrics;
 mod routing;
 mod server;
 mod services;
@@ -61,6 +62,11 @@ pub use config::Config;
 pub use error::StartupError;
 pub use server::{Listeners, Outcome, Reloader, launch, run, run_per_core, run_with_reload};
 pub use tls::check as check_files;
+
+/// Where access lines go, set once per process by the command line.
+pub mod access {
+    pub use crate::access_log::{Format, init};
+}
 
 /// What the benches and integration tests reach below the public API. Not
 /// part of it: it changes whenever the inside does.

@@ -80,6 +80,13 @@ struct RunArgs {
     /// Log level: error, warn, info, debug, trace (RUST_LOG overrides it for fine control).
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+    /// Log format: text (human-readable; coloured on a terminal) or json
+    /// (one object per line), for portero's log and its access log.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Where access lines go: - (stderr), a file (appended to), or off.
+    #[arg(long, value_name = "FILE|off", default_value = "-")]
+    access_log: String,
 }
 
 impl RunArgs {
@@ -108,7 +115,17 @@ fn main() -> ExitCode {
             }
         },
         None => {
-            init_logging(&cli.run.log_level);
+            let json = cli.run.log_format == "json";
+            init_logging(&cli.run.log_level, json);
+            // Kept until main returns: dropping it flushes the access lines
+            // still buffered (nothing is lost on a graceful stop).
+            let _flush = match access_log(&cli.run.access_log, json) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("--access-log {}: {e:#}", cli.run.access_log);
+                    return ExitCode::from(2);
+                }
+            };
             match load(&cli.run) {
                 Ok(config) => match serve(config, cli.run.overrides()) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -229,15 +246,57 @@ fn load(args: &RunArgs) -> Result<Config, String> {
     Ok(config)
 }
 
-fn init_logging(level: &str) {
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        fmt.json().init();
+    } else {
+        fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
+}
+
+/// Sets up the access log: a buffered writer on its own thread, so a slow
+/// terminal or disk never holds a request. The guard flushes it when
+/// dropped.
+fn access_log(
+    target: &str,
+    json: bool,
+) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use portero::access::Format;
+    let (writer, colour): (Box<dyn std::io::Write + Send>, bool) = match target {
+        "off" => {
+            portero::access::init(None, Format::Json);
+            return Ok(None);
+        }
+        "-" => (
+            Box::new(std::io::stderr()),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+        path => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open {path}"))?;
+            (Box::new(file), false)
+        }
+    };
+    // Lossy: when the writer falls behind by 128k lines, lines are dropped
+    // rather than requests held.
+    let (writer, guard) = tracing_appender::non_blocking(writer);
+    let format = if json {
+        Format::Json
+    } else {
+        Format::Text { colour }
+    };
+    portero::access::init(Some(writer), format);
+    Ok(Some(guard))
 }
 
 fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {

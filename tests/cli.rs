@@ -299,3 +299,63 @@ fn cert_then_tls_listen_alone_serves_https_for_any_tenant() {
     send_sigterm(child.id());
     assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
 }
+
+/// `--log-format json --access-log FILE`: one JSON object per request, and
+/// a graceful stop loses none of them.
+#[test]
+fn json_access_log_to_a_file_parses_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--access-log",
+        ])
+        .arg(&log)
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("startup banner");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    const N: usize = 50;
+    for i in 0..N {
+        let r = http_get(&addr, &format!("/page-{i}"));
+        assert!(r.starts_with("HTTP/1.1 "), "{r}");
+    }
+    send_sigterm(child.id());
+    assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), N, "every request, none lost at the stop");
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(l["method"], "GET");
+        assert_eq!(l["path"], format!("/page-{i}"));
+        assert_eq!(l["host"], "localhost");
+        assert_eq!(l["peer"], "127.0.0.1");
+        assert!(l["status"].as_u64().is_some(), "{l}");
+        assert!(l["ms"].as_f64().is_some(), "{l}");
+        assert!(l["bytes"].as_u64().is_some(), "{l}");
+        assert_eq!(l["route"], "/");
+        assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+    }
+}

@@ -188,6 +188,7 @@ pub(super) async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
+        let open = shared.metrics.connection();
         let shared = shared.clone();
         let builders = builders.clone();
         let watcher = graceful.watcher();
@@ -196,14 +197,14 @@ pub(super) async fn accept_loop(
                 let conn = Arc::new(Conn::new(peer, local, Transport::Plain));
                 tokio::spawn(async move {
                     serve_plain(stream, conn, shared, builders, watcher).await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     serve_tls(stream, acceptor, peer, local, shared, builders, watcher).await;
-                    drop(permit);
+                    drop((permit, open));
                 });
             }
         }

@@ -89,9 +89,13 @@ impl Reloader {
     fn reload_and_log(&self, shared: &Shared) {
         match self.reload(shared) {
             Outcome::Applied { took } => {
+                shared.metrics.reloaded(true);
                 tracing::info!("{}: config reloaded in {took:?}", self.path.display())
             }
-            Outcome::Kept(why) => tracing::error!("config reload failed:\n{why}"),
+            Outcome::Kept(why) => {
+                shared.metrics.reloaded(false);
+                tracing::error!("config reload failed:\n{why}")
+            }
         }
     }
 

@@ -34,20 +34,24 @@ pub(crate) fn is_probe(path: &str) -> bool {
 
 const HEALTH: &str = "/__portero/health";
 const READY: &str = "/__portero/ready";
+const METRICS: &str = "/__portero/metrics";
 
-/// Serves `path`; `status` is called only for the status endpoint.
-/// `draining`: shutdown has begun, readiness is withdrawn.
-pub(crate) fn serve(
-    method: &Method,
-    path: &str,
-    draining: bool,
-    status: impl FnOnce() -> Status,
-) -> Result<Response<Body>, Error> {
+/// What the endpoints show, asked only when one needs it.
+pub(crate) trait View {
+    /// Shutdown has begun: readiness is withdrawn.
+    fn draining(&self) -> bool;
+    fn status(&self) -> Status;
+    /// The Prometheus text exposition.
+    fn metrics(&self) -> String;
+}
+
+/// Serves `path`.
+pub(crate) fn serve(method: &Method, path: &str, view: &dyn View) -> Result<Response<Body>, Error> {
     crate::http::get_or_head(method)?;
     let text = "text/plain; charset=utf-8";
     let (ctype, body) = match path {
         HEALTH => (text, "ok\n".to_string()),
-        READY if draining => {
+        READY if view.draining() => {
             let mut resp = Response::new(full("draining\n"));
             *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
             resp.headers_mut()
@@ -58,10 +62,12 @@ pub(crate) fn serve(
         }
         READY => (text, "ready\n".to_string()),
         "/__portero/status" => {
-            let mut body = serde_json::to_string(&status()).expect("strings and numbers serialize");
+            let mut body =
+                serde_json::to_string(&view.status()).expect("strings and numbers serialize");
             body.push('\n');
             ("application/json", body)
         }
+        METRICS => ("text/plain; version=0.0.4; charset=utf-8", view.metrics()),
         _ => return Err(Error::NotFound { path: path.into() }),
     };
     let mut resp = Response::new(full(body));

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 pub(crate) use self::spa::SpaSlot;
 use crate::config::{Config, Route, RouteTarget, SpaSource};
+use crate::metrics::{Metrics, RouteStats};
 use crate::routing::table::RouteTable;
 use crate::services::livereload::LiveReload;
 use crate::services::static_files::{Options, StaticDir};
@@ -24,9 +25,16 @@ use crate::services::upstream::{self, Pool};
 use crate::services::{admin, proxy};
 use crate::tls::CertStore;
 
+/// A route's target and its counters.
+#[derive(Clone)]
+pub struct Routed {
+    pub(crate) target: Target,
+    pub(crate) stats: Arc<RouteStats>,
+}
+
 /// What a route leads to, resolved.
 #[derive(Clone)]
-pub enum Target {
+pub(crate) enum Target {
     /// Proxy to this upstream (an `upstream` route, or the SPA's dev server).
     Proxy(Arc<Pool>),
     /// The SPA's folder: served once it exists, a welcome page until then.
@@ -39,15 +47,15 @@ pub enum Target {
 pub struct Snapshot {
     pub config: Arc<Config>,
     pub rules: proxy::Rules,
-    routes: RouteTable<Target>,
+    routes: RouteTable<Routed>,
     /// Tenants with overrides: their own routes, consulted first, then the
     /// shared routes with the tenant's upstream in place of the shared one.
     tenants: HashMap<String, TenantRoutes>,
 }
 
 struct TenantRoutes {
-    own: RouteTable<Target>,
-    shared: RouteTable<Target>,
+    own: RouteTable<Routed>,
+    shared: RouteTable<Routed>,
 }
 
 impl Snapshot {
@@ -55,11 +63,16 @@ impl Snapshot {
     /// list per worker), one watched folder per static folder, the SPA's
     /// slot. `livereload` is where the SPA folder's watcher reports changes;
     /// it outlives snapshots, so open pages stay connected across reloads.
-    pub fn build(config: Arc<Config>, workers: usize, livereload: &LiveReload) -> Snapshot {
+    pub(crate) fn build(
+        config: Arc<Config>,
+        workers: usize,
+        livereload: &LiveReload,
+        metrics: &Metrics,
+    ) -> Snapshot {
         let pools: HashMap<&str, Arc<Pool>> = config
             .upstreams
             .iter()
-            .map(|(name, up)| (name.as_str(), upstream::pool(up, workers)))
+            .map(|(name, up)| (name.as_str(), upstream::pool(up, workers, &metrics.held)))
             .collect();
         let pool = |name: &str| {
             pools
@@ -91,7 +104,13 @@ impl Snapshot {
             ),
         };
         let table = |routes: &[Route], resolve: &mut dyn FnMut(&Route) -> Target| {
-            RouteTable::new(routes.iter().map(|r| (Arc::new(r.clone()), resolve(r))))
+            RouteTable::new(routes.iter().map(|r| {
+                let routed = Routed {
+                    target: resolve(r),
+                    stats: metrics.route(&r.label()),
+                };
+                (Arc::new(r.clone()), routed)
+            }))
         };
         let routes = table(&config.routes, &mut resolve);
         let mut tenants = HashMap::new();
@@ -103,12 +122,13 @@ impl Snapshot {
             // traffic (not the SPA's dev server); the tenant's own routes
             // name their upstream explicitly and keep it.
             let shared = match o.upstream.as_deref() {
-                Some(up) => RouteTable::new(routes.iter().map(|(r, t)| {
-                    let t = match (&r.target, t) {
+                Some(up) => RouteTable::new(routes.iter().map(|(r, routed)| {
+                    let target = match (&r.target, &routed.target) {
                         (RouteTarget::Upstream(_), Target::Proxy(_)) => Target::Proxy(pool(up)),
-                        _ => t.clone(),
+                        (_, t) => t.clone(),
                     };
-                    (r.clone(), t)
+                    let stats = routed.stats.clone();
+                    (r.clone(), Routed { target, stats })
                 })),
                 None => routes.clone(),
             };
@@ -124,7 +144,7 @@ impl Snapshot {
     }
 
     /// The route for a normalised path, for `tenant` when there is one.
-    pub fn route(&self, tenant: Option<&str>, path: &str) -> Option<&(Arc<Route>, Target)> {
+    pub fn route(&self, tenant: Option<&str>, path: &str) -> Option<&(Arc<Route>, Routed)> {
         match tenant.and_then(|t| self.tenants.get(t)) {
             Some(t) => t.own.find(path).or_else(|| t.shared.find(path)),
             None => self.routes.find(path),
@@ -161,6 +181,7 @@ pub struct Shared {
     /// Cancelled on SIGTERM, before the drain: readiness says 503 while
     /// portero keeps serving for `server.shutdown_delay`.
     pub(crate) draining: tokio_util::sync::CancellationToken,
+    pub(crate) metrics: Arc<Metrics>,
     /// Workers serving with a runtime each (1 with a shared runtime): each
     /// snapshot's pools have an idle list per worker.
     pub workers: usize,
@@ -169,20 +190,27 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config, workers: usize) -> Arc<Shared> {
         let livereload = LiveReload::new();
-        let snapshot = Snapshot::build(Arc::new(config), workers, &livereload);
+        let metrics = Arc::new(Metrics::new());
+        let snapshot = Snapshot::build(Arc::new(config), workers, &livereload, &metrics);
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             livereload,
             tunnels: Tunnels::default(),
             tls_certs: OnceLock::new(),
             draining: Default::default(),
+            metrics,
             workers,
         })
     }
 
     /// Builds a snapshot for `config` and makes it the running one.
     pub fn install(&self, config: Config) {
-        let snapshot = Snapshot::build(Arc::new(config), self.workers, &self.livereload);
+        let snapshot = Snapshot::build(
+            Arc::new(config),
+            self.workers,
+            &self.livereload,
+            &self.metrics,
+        );
         self.snapshot.store(Arc::new(snapshot));
     }
 }

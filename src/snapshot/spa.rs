@@ -11,7 +11,7 @@ use crate::services::livereload::LiveReload;
 use crate::services::static_files::{Options, StaticDir};
 use crate::watch::{self, Watch};
 
-pub struct SpaSlot {
+pub(crate) struct SpaSlot {
     pub root: PathBuf,
     options: Options,
     livereload: Option<LiveReload>,
@@ -23,7 +23,11 @@ pub struct SpaSlot {
 impl SpaSlot {
     /// A slot for `root`; with `livereload`, changes under the folder are
     /// sent there.
-    pub fn new(root: PathBuf, options: Options, livereload: Option<LiveReload>) -> Arc<SpaSlot> {
+    pub(crate) fn new(
+        root: PathBuf,
+        options: Options,
+        livereload: Option<LiveReload>,
+    ) -> Arc<SpaSlot> {
         let slot = Arc::new(SpaSlot {
             root,
             options,
@@ -71,7 +75,7 @@ impl SpaSlot {
     }
 
     /// The folder, once it exists.
-    pub fn dir(&self) -> Option<Arc<StaticDir>> {
+    pub(crate) fn dir(&self) -> Option<Arc<StaticDir>> {
         self.dir.load_full()
     }
 }

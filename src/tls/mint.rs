@@ -44,6 +44,11 @@ pub(super) struct Minter {
 }
 
 impl Minter {
+    /// The development CA certificate, as PEM.
+    pub(super) fn ca_pem(&self) -> &str {
+        self.ca.pem()
+    }
+
     /// Loads the development CA from `ca_dir`. `previous` is the minter a
     /// reload replaces: its certificates are kept when the CA is the same.
     pub(super) fn load(

@@ -90,6 +90,35 @@ impl CertStore {
     }
 }
 
+impl CertStore {
+    /// Each configured certificate's first name and the seconds until it
+    /// expires (negative once it has); the development CA's when minting.
+    pub fn expiries(&self) -> Vec<(String, i64)> {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let left = |der: &[u8]| {
+            X509Certificate::from_der(der)
+                .ok()
+                .map(|(_, c)| c.validity().not_after.timestamp() - now)
+        };
+        match &**self.current.load() {
+            Certs::Files(files) => files
+                .certs
+                .iter()
+                .zip(&files.labels)
+                .filter_map(|(k, name)| Some((name.clone(), left(k.cert.first()?)?)))
+                .collect(),
+            Certs::Minted(minter) => {
+                let der =
+                    rustls_pki_types::CertificateDer::from_pem_slice(minter.ca_pem().as_bytes());
+                der.ok()
+                    .and_then(|der| left(&der))
+                    .map(|s| vec![("development CA".to_string(), s)])
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
 impl ResolvesServerCert for CertStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.pick(hello.server_name())
@@ -222,6 +251,8 @@ fn normalise(name: &str) -> String {
 #[derive(Debug)]
 pub(super) struct SniResolver {
     certs: Vec<Arc<CertifiedKey>>,
+    /// Each certificate's first name, for metrics.
+    labels: Vec<String>,
     names: NameIndex,
 }
 
@@ -233,13 +264,19 @@ impl SniResolver {
         }
         let mut names = NameIndex::default();
         let mut keys = Vec::with_capacity(certs.len());
+        let mut labels = Vec::with_capacity(certs.len());
         for (i, c) in certs.into_iter().enumerate() {
             for n in &c.names {
                 names.insert(n, i);
             }
+            labels.push(c.names.first().cloned().unwrap_or_else(|| "-".into()));
             keys.push(c.key);
         }
-        Some(Self { certs: keys, names })
+        Some(Self {
+            certs: keys,
+            labels,
+            names,
+        })
     }
 
     pub(super) fn pick(&self, sni: Option<&str>) -> &Arc<CertifiedKey> {

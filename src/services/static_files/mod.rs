@@ -44,7 +44,7 @@ const STREAM_CHUNK: usize = 64 * 1024;
 
 /// How a folder is served.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// App routes (no extension, HTML wanted) get `index.html`.
     pub history_fallback: bool,
     /// Inject the live-reload script into HTML.
@@ -53,7 +53,7 @@ pub struct Options {
     pub memory_cache: u64,
 }
 
-pub struct StaticDir {
+pub(crate) struct StaticDir {
     pub root: PathBuf,
     options: Options,
     /// Prepared entries; only while a watcher can invalidate them, since
@@ -73,7 +73,7 @@ enum Lookup {
 struct Stale;
 
 impl StaticDir {
-    pub fn new(root: PathBuf, options: Options) -> Self {
+    pub(crate) fn new(root: PathBuf, options: Options) -> Self {
         Self {
             root,
             options,
@@ -87,7 +87,7 @@ impl StaticDir {
     /// cache is cleared. Without a Tokio runtime, or when the watch cannot
     /// be set up, the folder is still served, read from disk on every
     /// request.
-    pub fn watched(mut self, on_change: impl Fn(&[String]) + Send + 'static) -> Self {
+    pub(crate) fn watched(mut self, on_change: impl Fn(&[String]) + Send + 'static) -> Self {
         let cache = Arc::new(Cache::new(self.options.memory_cache));
         let on_change = {
             let cache = cache.clone();
@@ -127,7 +127,7 @@ impl StaticDir {
 
     /// Serves `path` (the request path below the route prefix, normalised
     /// by routing but still percent-encoded).
-    pub async fn serve(
+    pub(crate) async fn serve(
         &self,
         method: &Method,
         headers: &HeaderMap,

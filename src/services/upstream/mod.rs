@@ -16,14 +16,16 @@ pub(crate) use self::body::{RequestBody, RequestBodyTimeout, Reuse};
 use self::pool::Got;
 pub(crate) use self::pool::{Conn, ConnectError, Pool, set_worker};
 use super::Ctx;
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::config::Upstream;
 use crate::error::{Error, UpstreamId};
 use crate::http::body::{Body, boxed};
 use crate::http::rewrite;
 
 /// The pool for one upstream, with an idle list for each of `workers`.
-pub(crate) fn pool(up: &Arc<Upstream>, workers: usize) -> Arc<Pool> {
-    Arc::new(Pool::new(up.clone(), tls_for(up), workers))
+pub(crate) fn pool(up: &Arc<Upstream>, workers: usize, held: &Gauge) -> Arc<Pool> {
+    Arc::new(Pool::new(up.clone(), tls_for(up), workers, held.clone()))
 }
 
 /// A connection for one exchange, and whether it came from the pool: a
@@ -52,7 +54,7 @@ async fn connect_waiting(
     let up = &pool.upstream;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
-    let mut logged = false;
+    let mut held: Option<Held<'_>> = None;
     let mut permit = permit;
     loop {
         let e = match pool.connect(upgrades, permit).await {
@@ -64,14 +66,14 @@ async fn connect_waiting(
         };
         match e {
             ConnectError::Refused(e) if started.elapsed() < up.wait_for => {
-                if !logged {
+                if held.is_none() {
                     tracing::info!(
                         "upstream {} ({}) refuses connections ({e}); holding requests for up to {:?}",
                         up.name,
                         up.url,
                         up.wait_for
                     );
-                    logged = true;
+                    held = Some(Held::new(&pool.held));
                 }
                 let remaining = up.wait_for.saturating_sub(started.elapsed());
                 tokio::time::sleep(backoff.min(remaining)).await;
@@ -82,6 +84,22 @@ async fn connect_waiting(
             }
             e => return Err(Error::upstream_unavailable(up, e)),
         }
+    }
+}
+
+/// A request counted as held while it waits for its upstream.
+struct Held<'a>(&'a Gauge);
+
+impl<'a> Held<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -30,6 +30,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use prometheus_client::metrics::gauge::Gauge;
+
 use crate::config::Upstream;
 use crate::http::body::Body;
 
@@ -141,7 +143,9 @@ pub(crate) fn set_worker(id: usize) {
     WORKER.set(id);
 }
 
-pub struct Pool {
+pub(crate) struct Pool {
+    /// Requests held right now while the upstream refuses connections.
+    pub held: Gauge,
     pub upstream: Arc<Upstream>,
     /// One idle list and connection cap per worker, indexed by the worker's
     /// number.
@@ -151,21 +155,23 @@ pub struct Pool {
 }
 
 /// TLS to an https upstream.
-pub struct Tls {
+pub(crate) struct Tls {
     pub connector: tokio_rustls::TlsConnector,
     pub server_name: rustls::pki_types::ServerName<'static>,
 }
 
 impl Pool {
     /// A pool with an idle list for each of `workers` workers.
-    pub fn new(
+    pub(crate) fn new(
         upstream: Arc<Upstream>,
         tls: Result<Option<Tls>, Arc<str>>,
         workers: usize,
+        held: Gauge,
     ) -> Pool {
         let max = upstream.max_connections;
         Pool {
             upstream,
+            held,
             slots: (0..workers.max(1))
                 .map(|_| Slot {
                     idle: Mutex::default(),
@@ -376,7 +382,7 @@ mod tests {
             ca: None,
             insecure_skip_verify: false,
         };
-        Pool::new(Arc::new(up), Ok(None), 1)
+        Pool::new(Arc::new(up), Ok(None), 1, Gauge::default())
     }
 
     /// A backend that answers `200` to each request head at once and never

@@ -1,0 +1,310 @@
+//! Prometheus metrics (`/__portero/metrics`), kept with prometheus-client:
+//! requests by route, status class and tenant, latency, upstream errors,
+//! held requests, open connections and tunnels, bytes, reloads, and the
+//! seconds left on each certificate.
+//!
+//! Per-route handles are made when a snapshot is built ([`RouteStats`]), so
+//! a request only increments counters it already holds; the tenant label is
+//! bounded ([`MAX_TENANTS`] names, the rest counted as `other`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::StatusCode;
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::error::Error;
+
+/// Tenants named in labels, at most; the others are `other`.
+pub(crate) const MAX_TENANTS: usize = 50;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    status: StatusClass,
+}
+
+/// `1xx` to `5xx`.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+struct StatusClass(u8);
+
+impl EncodeLabelValue for StatusClass {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        write!(encoder, "{}xx", self.0)
+    }
+}
+
+const CLASSES: [StatusClass; 5] = [
+    StatusClass(1),
+    StatusClass(2),
+    StatusClass(3),
+    StatusClass(4),
+    StatusClass(5),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+    status: StatusClass,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamErrorLabels {
+    upstream: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertLabel {
+    name: String,
+}
+
+/// Every metric of one server.
+pub(crate) struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabel, Histogram>,
+    tenant_requests: Family<TenantLabels, Counter>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    reloads: Family<ResultLabel, Counter>,
+    cert_expiry: Family<CertLabel, Gauge>,
+    /// Requests held right now while their upstream refuses connections.
+    pub(crate) held: Gauge,
+    open_connections: Gauge,
+    open_tunnels: Gauge,
+    response_bytes: Counter,
+    /// The tenants that have their own label.
+    named_tenants: Mutex<HashSet<String>>,
+}
+
+/// An open client connection, counted until dropped.
+pub(crate) struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One route's counters, held by the snapshot's route table.
+#[derive(Debug)]
+pub(crate) struct RouteStats {
+    by_class: [Counter; 5],
+    duration: Histogram,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("portero");
+        let requests = Family::<RequestLabels, Counter>::default();
+        // 0.5 ms to ~16 s.
+        let duration = Family::<RouteLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+        );
+        let tenant_requests = Family::<TenantLabels, Counter>::default();
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        let reloads = Family::<ResultLabel, Counter>::default();
+        let cert_expiry = Family::<CertLabel, Gauge>::default();
+        let held = Gauge::default();
+        let open_connections = Gauge::default();
+        let open_tunnels = Gauge::default();
+        let response_bytes = Counter::default();
+        registry.register(
+            "requests",
+            "Requests answered, by route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from the request to the end of its response body, by route",
+            duration.clone(),
+        );
+        registry.register(
+            "tenant_requests",
+            "Requests answered, by tenant (the first 50 seen by name, the rest as other) and status class",
+            tenant_requests.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed exchanges with an upstream, by kind",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads, by result",
+            reloads.clone(),
+        );
+        registry.register(
+            "certificate_expiry_seconds",
+            "Seconds until each configured certificate expires",
+            cert_expiry.clone(),
+        );
+        registry.register(
+            "held_requests",
+            "Requests waiting for a restarting upstream",
+            held.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Client connections open",
+            open_connections.clone(),
+        );
+        registry.register(
+            "open_tunnels",
+            "WebSocket tunnels and live-reload sockets open",
+            open_tunnels.clone(),
+        );
+        registry.register(
+            "response_bytes",
+            "Response body bytes sent to clients",
+            response_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            tenant_requests,
+            upstream_errors,
+            reloads,
+            cert_expiry,
+            held,
+            open_connections,
+            open_tunnels,
+            response_bytes,
+            named_tenants: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The counters of the route labelled `route`.
+    pub(crate) fn route(&self, route: &str) -> Arc<RouteStats> {
+        let by_class = CLASSES.map(|status| {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    route: route.to_string(),
+                    status,
+                })
+                .clone()
+        });
+        let duration = self
+            .duration
+            .get_or_create(&RouteLabel {
+                route: route.to_string(),
+            })
+            .clone();
+        Arc::new(RouteStats { by_class, duration })
+    }
+
+    /// Counts one answered request.
+    pub(crate) fn observe(
+        &self,
+        route: Option<&RouteStats>,
+        tenant: Option<&str>,
+        status: StatusCode,
+        took: Duration,
+        bytes: u64,
+    ) {
+        let class = class(status);
+        match route {
+            Some(r) => {
+                r.by_class[usize::from(class.0 - 1)].inc();
+                r.duration.observe(took.as_secs_f64());
+            }
+            None => {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        route: "-".into(),
+                        status: class,
+                    })
+                    .inc();
+            }
+        }
+        if let Some(t) = tenant {
+            let tenant = self.tenant_label(t);
+            self.tenant_requests
+                .get_or_create(&TenantLabels {
+                    tenant,
+                    status: class,
+                })
+                .inc();
+        }
+        self.response_bytes.inc_by(bytes);
+    }
+
+    /// Counts a failure that is an upstream's.
+    pub(crate) fn upstream_error(&self, err: &Error) {
+        let (upstream, kind) = match err {
+            Error::UpstreamUnavailable { upstream, .. } => (upstream, "unavailable"),
+            Error::UpstreamTimeout { upstream, .. } => (upstream, "timeout"),
+            Error::UpstreamProtocol { upstream, .. } => (upstream, "protocol"),
+            Error::UpstreamBusy { upstream, .. } => (upstream, "busy"),
+            _ => return,
+        };
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                upstream: upstream.name.clone(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Counts a client connection as open until the guard is dropped.
+    pub(crate) fn connection(&self) -> OpenConnection {
+        self.open_connections.inc();
+        OpenConnection(self.open_connections.clone())
+    }
+
+    pub(crate) fn reloaded(&self, applied: bool) {
+        let result = if applied { "applied" } else { "kept" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// The text exposition, with the gauges read at scrape time set first.
+    pub(crate) fn encode(&self, open_tunnels: usize, certs: &[(String, i64)]) -> String {
+        self.open_tunnels.set(open_tunnels as i64);
+        self.cert_expiry.clear();
+        for (name, seconds) in certs {
+            self.cert_expiry
+                .get_or_create(&CertLabel { name: name.clone() })
+                .set(*seconds);
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn tenant_label(&self, tenant: &str) -> String {
+        let mut named = self.named_tenants.lock().expect("never poisoned");
+        if named.contains(tenant) {
+            return tenant.to_string();
+        }
+        if named.len() < MAX_TENANTS {
+            named.insert(tenant.to_string());
+            return tenant.to_string();
+        }
+        "other".into()
+    }
+}
+
+fn class(status: StatusCode) -> StatusClass {
+    // StatusCode is 100..=999; anything above 5xx counts as 5xx.
+    StatusClass((status.as_u16() / 100).clamp(1, 5) as u8)
+}
