@@ -166,7 +166,7 @@ root = "{self.work}/dist"
         log = open(os.path.join(self.out, "backend.log"), "a")
         self.backend = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "backend.py"), "--port", str(self.bport),
-             "--keepalive", str(BACKEND_KEEPALIVE)],
+             "--keepalive", str(self.a.backend_keepalive)],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         deadline = now() + 10
         while now() < deadline:
@@ -797,6 +797,9 @@ def main():
     ap.add_argument("--restart-every", type=float, help="mean seconds between backend restarts")
     ap.add_argument("--idle-max", type=int, default=45, help="longest idle wait for fds to come back")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--backend-keepalive", type=float, default=BACKEND_KEEPALIVE,
+                    help="seconds the backend keeps an idle connection (default 5; a large value shows "
+                         "what portero's pool does with a backend that never closes them)")
     a = ap.parse_args()
     s = Soak(a)
     try:
