@@ -3,13 +3,15 @@
 # End-to-end test of portero in front of a real Django (django-tenants on
 # PostgreSQL, Channels, Daphne) backend plus a headless-Chromium SPA test.
 #
-#   tests/e2e/run.sh                 full run (needs the portero binary)
+#   tests/e2e/run.sh                 full run (needs the portero binary): pytest
+#                                    scenarios, the browser test over http://, and
+#                                    the HTTPS browser test (minted certificates)
 #   tests/e2e/run.sh --backend-only  setup + direct-to-Daphne smoke check
 #   tests/e2e/run.sh --ws-bench      setup + WebSocket echo latency, direct vs
 #                                    portero (vs nginx if on PATH); prints a
 #                                    markdown table on stdout (tests/e2e/ws_bench.py)
 #   tests/e2e/run.sh --browser-repeat N
-#                                    full run, but the browser test N times in a
+#                                    full run, but the browser tests N times in a
 #                                    row against the same stack (SPA copy restored
 #                                    before each); logs in out/browser-run<i>/
 #
@@ -25,7 +27,7 @@ while (( $# )); do
     --browser-repeat)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --browser-repeat needs a count >= 1" >&2; exit 2; }
       BROWSER_REPEAT=$2; shift ;;
-    -h|--help) sed -n '3,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -117,6 +119,7 @@ ensure_system_packages() {
   if [[ $MODE == full ]]; then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
+    command -v certutil >/dev/null || missing+=(libnss3-tools)   # NSS db for the HTTPS browser test
   fi
   command -v runuser >/dev/null || missing+=(util-linux)
   if (( ${#missing[@]} )); then
@@ -203,29 +206,43 @@ start_portero() {
   cp -r "$HERE/spa" "$E2E_SPA_DIR"
   local cmd=("$PORTERO_BIN" --listen 127.0.0.1:0 --backend "$E2E_BACKEND_URL" --spa "$E2E_SPA_DIR"
              --base-domain "$BASE_DOMAIN" --log-level info)
+  local cwd="$WORK/portero-cwd" schemes=(http)
+  # cwd: an empty dir, so no stray ./portero.toml is picked up.
+  mkdir -p "$cwd"
+  if [[ $MODE == full ]]; then
+    # HTTPS as the README has a developer set it up: `portero cert` (no tenant
+    # named) in the folder portero runs in, then --tls-listen alone, so every
+    # tenant's certificate is minted at its first handshake by certs/dev-ca.pem.
+    (cd "$cwd" && "$PORTERO_BIN" cert --dir "$cwd/certs") </dev/null >"$OUT/portero-cert.log" 2>&1 \
+      || { cat "$OUT/portero-cert.log" >&2; die "portero cert failed; see $OUT/portero-cert.log"; }
+    export E2E_DEV_CA="$cwd/certs/dev-ca.pem"
+    cmd+=(--tls-listen 127.0.0.1:0)
+    schemes+=(https)
+  fi
   # shellcheck disable=SC2206
   [[ -n "${PORTERO_EXTRA_ARGS:-}" ]] && cmd+=($PORTERO_EXTRA_ARGS)
   log "starting portero: ${cmd[*]}"
-  # cwd: an empty dir, so no stray ./portero.toml is picked up.
-  mkdir -p "$WORK/portero-cwd"
-  (cd "$WORK/portero-cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero.stdout.log" 2>"$E2E_PORTERO_STDERR" &
+  (cd "$cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero.stdout.log" 2>"$E2E_PORTERO_STDERR" &
   PORTERO_PID=$!
   export E2E_PORTERO_PID=$PORTERO_PID
-  local addr=""
-  for _ in $(seq 200); do   # 20 s
-    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$E2E_PORTERO_STDERR" \
-            | grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' | head -1 | sed 's#.*http://##')" || true
-    [[ -n "$addr" ]] && break
-    if ! kill -0 "$PORTERO_PID" 2>/dev/null; then
-      wait "$PORTERO_PID"; local rc=$?; PORTERO_PID=""
-      cat "$E2E_PORTERO_STDERR" >&2
-      die "portero exited (code $rc) before logging 'listening on http://127.0.0.1:PORT'"
-    fi
-    sleep 0.1
+  local scheme addr
+  for scheme in "${schemes[@]}"; do
+    addr=""
+    for _ in $(seq 200); do   # 20 s
+      addr="$(sed 's/\x1b\[[0-9;]*m//g' "$E2E_PORTERO_STDERR" \
+              | grep -oE "listening on $scheme://127\\.0\\.0\\.1:[0-9]+" | head -1 | sed "s#.*$scheme://##")" || true
+      [[ -n "$addr" ]] && break
+      if ! kill -0 "$PORTERO_PID" 2>/dev/null; then
+        wait "$PORTERO_PID"; local rc=$?; PORTERO_PID=""
+        cat "$E2E_PORTERO_STDERR" >&2
+        die "portero exited (code $rc) before logging 'listening on $scheme://127.0.0.1:PORT'"
+      fi
+      sleep 0.1
+    done
+    [[ -n "$addr" ]] || { cat "$E2E_PORTERO_STDERR" >&2; die "portero did not log 'listening on $scheme://127.0.0.1:PORT' within 20 s"; }
+    if [[ $scheme == http ]]; then export E2E_PORTERO_PORT="${addr##*:}"; else export E2E_PORTERO_TLS_PORT="${addr##*:}"; fi
+    log "portero pid $PORTERO_PID listening on $scheme://$addr"
   done
-  [[ -n "$addr" ]] || { cat "$E2E_PORTERO_STDERR" >&2; die "portero did not log 'listening on http://127.0.0.1:PORT' within 20 s"; }
-  export E2E_PORTERO_PORT="${addr##*:}"
-  log "portero pid $PORTERO_PID listening on $addr"
 }
 
 # ------------------------------------------------------------------ nginx ---
@@ -312,6 +329,7 @@ OUT="$(cd "$OUT" && pwd)"
 rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.stdout,portero.stderr}.log \
       "$OUT"/{pytest-backend,pytest-scenarios,browser,browser-console}.log "$OUT"/backend-requests.jsonl \
       "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png \
+      "$OUT"/{portero-cert,browser-https,browser-https-console}.log "$OUT"/browser-https-*.png \
       "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md
 rm -rf "$OUT"/browser-run[0-9]*
 export E2E_OUT="$OUT"
@@ -367,14 +385,14 @@ else
     "$PY" "$HERE/e2e_backend.py" start >/dev/null || die "could not restart Daphne"
   fi
 
-  if (( BROWSER_REPEAT == 1 )); then
-    log "running browser test (playwright-core + /usr/bin/chromium)"
-    rc=0
-    run_stage "$OUT/browser.log" 240 node "$HERE/browser/browser_test.mjs" || rc=$?
-    [[ $rc == 0 ]] && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $rc)"
-  else
-    bfailed=0
-    for i in $(seq "$BROWSER_REPEAT"); do
+  # Each round: the HTTPS test (it leaves the SPA copy as it is), then the
+  # browser test over http:// (it edits the copy: live reload).
+  bfailed=0 hfailed=0 brc=0 hrc=0
+  for i in $(seq "$BROWSER_REPEAT"); do
+    dir="$OUT" round=""
+    if (( BROWSER_REPEAT > 1 )); then
+      dir="$OUT/browser-run$i" round=", run $i of $BROWSER_REPEAT"
+      mkdir -p "$dir"
       if (( i > 1 )); then
         # The test edits the served SPA copy: put the fixture back, then give
         # portero's watcher (50 ms quiet, 500 ms max batch) time to report
@@ -382,16 +400,24 @@ else
         cp -r "$HERE/spa/." "$E2E_SPA_DIR/"
         sleep 1.5
       fi
-      mkdir -p "$OUT/browser-run$i"
-      log "running browser test, run $i of $BROWSER_REPEAT (playwright-core + /usr/bin/chromium)"
-      rc=0
-      run_stage "$OUT/browser-run$i/browser.log" 240 \
-        env E2E_OUT="$OUT/browser-run$i" node "$HERE/browser/browser_test.mjs" || rc=$?
-      [[ $rc == 0 ]] || { bfailed=$((bfailed + 1)); log "browser run $i failed (exit $rc)"; }
-    done
-    if (( bfailed == 0 )); then RESULT[browser]="PASS"
-    else RESULT[browser]="FAIL($bfailed of $BROWSER_REPEAT runs)"; fi
-    log "browser test: $((BROWSER_REPEAT - bfailed)) of $BROWSER_REPEAT runs passed"
+    fi
+    log "running HTTPS browser test$round (Chromium trusting only $E2E_DEV_CA, https://127.0.0.1:$E2E_PORTERO_TLS_PORT)"
+    rc=0
+    run_stage "$dir/browser-https.log" 150 env E2E_OUT="$dir" node "$HERE/browser/https_test.mjs" || rc=$?
+    [[ $rc == 0 ]] || { hfailed=$((hfailed + 1)) hrc=$rc; log "HTTPS browser test$round failed (exit $rc)"; }
+    log "running browser test$round (playwright-core + /usr/bin/chromium)"
+    rc=0
+    run_stage "$dir/browser.log" 240 env E2E_OUT="$dir" node "$HERE/browser/browser_test.mjs" || rc=$?
+    [[ $rc == 0 ]] || { bfailed=$((bfailed + 1)) brc=$rc; log "browser test$round failed (exit $rc)"; }
+  done
+  if (( BROWSER_REPEAT == 1 )); then
+    (( bfailed == 0 )) && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $brc)"
+    (( hfailed == 0 )) && RESULT[browser_https]=PASS || RESULT[browser_https]="FAIL(exit $hrc)"
+  else
+    (( bfailed == 0 )) && RESULT[browser]=PASS || RESULT[browser]="FAIL($bfailed of $BROWSER_REPEAT runs)"
+    (( hfailed == 0 )) && RESULT[browser_https]=PASS || RESULT[browser_https]="FAIL($hfailed of $BROWSER_REPEAT runs)"
+    log "browser test: $((BROWSER_REPEAT - bfailed)) of $BROWSER_REPEAT runs passed;" \
+        "HTTPS browser test: $((BROWSER_REPEAT - hfailed)) of $BROWSER_REPEAT"
   fi
 
   if kill -0 "$PORTERO_PID" 2>/dev/null; then

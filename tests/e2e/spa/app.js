@@ -15,7 +15,8 @@
     .catch(function (e) { $("tenant").textContent = "error: " + e.message; });
 
   var message = "hello from the SPA " + Math.random().toString(36).slice(2, 8);
-  var ws = new WebSocket("ws://" + location.host + "/ws/echo/");
+  // wss:// on an https:// page: the browser blocks ws:// there (mixed content).
+  var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/echo/");
   ws.onopen = function () { $("ws-status").textContent = "open"; };
   ws.onmessage = function (ev) {
     var m = JSON.parse(ev.data);
