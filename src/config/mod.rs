@@ -181,7 +181,7 @@ pub enum RouteTarget {
     Static(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub prefix: RoutePrefix,
     pub exact: bool,

@@ -501,3 +501,55 @@ fn probes_answer_anyone_and_shutdown_delay_follows_the_profile() {
     assert!(c.admin.allows_probe("10.1.2.3".parse().unwrap()));
     assert!(!c.admin.allows_probe("127.0.0.1".parse().unwrap()));
 }
+
+#[test]
+fn a_dev_server_gets_hot_reload_routes_only_with_default_routes() {
+    let labels = |c: &Config| c.routes.iter().map(|r| r.label()).collect::<Vec<_>>();
+    // The file names the dev server and no routes.
+    let c = Config::from_str(
+        "[spa]\ndev_server = \"http://127.0.0.1:8081\"\n",
+        Source::Embedded,
+    )
+    .unwrap();
+    assert_eq!(
+        labels(&c),
+        [
+            "=/ws",
+            "/sockjs-node",
+            "/api",
+            "/admin",
+            "/static",
+            "/media",
+            "/ws",
+            "/"
+        ]
+    );
+    assert!(c.routes[..2].iter().all(|r| r.target == RouteTarget::Spa));
+    // The flag over the embedded default (which spells the default routes out).
+    let mut c = Config::embedded();
+    Overrides {
+        spa: Some("http://127.0.0.1:8081".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(labels(&c)[..2], ["=/ws", "/sockjs-node"]);
+    // And back to a folder: no dev-server routes.
+    Overrides {
+        spa: Some("dist".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(
+        labels(&c),
+        ["/api", "/admin", "/static", "/media", "/ws", "/"]
+    );
+    // A file's own routes are kept as written.
+    let c = Config::from_str(
+        "[spa]\ndev_server = \"http://127.0.0.1:8081\"\n[[routes]]\nprefix = \"/\"\nspa = true\n",
+        Source::Embedded,
+    )
+    .unwrap();
+    assert_eq!(labels(&c), ["/"]);
+}

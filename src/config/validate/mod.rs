@@ -333,7 +333,8 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         }
     }
 
-    let routes = match raw.routes {
+    let dev_server = matches!(spa.source, SpaSource::DevServer(_));
+    let mut routes = match raw.routes {
         Some(rs) => routes::routes(
             &mut c,
             "routes",
@@ -342,8 +343,14 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 .filter_map(|(i, r)| Some((i, r.as_ref()?))),
             &upstreams,
         ),
-        None => defaults::routes(profile),
+        None => defaults::routes(profile, dev_server),
     };
+    // Routes written out exactly as the defaults (the embedded default
+    // file, or a copy of it) count as the defaults: a dev server gets its
+    // hot-reload routes there too.
+    if dev_server && routes == defaults::routes(profile, false) {
+        routes = defaults::routes(profile, true);
+    }
     if routes.is_empty() && c.errors.is_empty() {
         // The whole file is at fault: point at its start.
         c.err(
