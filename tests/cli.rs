@@ -299,3 +299,117 @@ fn cert_then_tls_listen_alone_serves_https_for_any_tenant() {
     send_sigterm(child.id());
     assert_eq!(wait_timeout(&mut child, Duration::from_secs(10)), Some(0));
 }
+
+#[test]
+fn hosts_prints_loopback_lines_for_the_configured_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("portero.toml"),
+        "[upstreams.b2]\nurl = \"http://127.0.0.1:8001\"\n\
+         [tenants]\nbase_domain = \"chalanpro.net\"\n\
+         local_suffixes = [\"localhost\", \"chalanpro.localhost\"]\n\
+         [tenants.overrides.acme]\nupstream = \"b2\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["hosts", "--tenant", "globex"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "127.0.0.1 acme.localhost\n::1 acme.localhost\n",
+        "127.0.0.1 globex.localhost\n",
+        "127.0.0.1 chalanpro.localhost\n",
+        "::1 acme.chalanpro.localhost\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains(" localhost\n"),
+        "localhost itself is left alone"
+    );
+}
+
+#[test]
+fn hosts_write_keeps_a_marked_block_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    let user = "127.0.0.1 localhost\n10.0.0.7 nas # mine\n";
+    std::fs::write(&file, user).unwrap();
+    let write = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args([
+                "hosts",
+                "--base-domain",
+                "chalanpro.net",
+                "--write",
+                "--file",
+            ])
+            .arg(&file)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let once = write(&["--tenant", "acme"]);
+    assert!(once.starts_with(user), "{once}");
+    assert!(
+        once.ends_with(
+            "# BEGIN portero\n# written by `portero hosts --write`: edits inside are replaced\n\
+             127.0.0.1 acme.localhost\n::1 acme.localhost\n# END portero\n"
+        ),
+        "{once}"
+    );
+    let backup = dir.path().join("hosts.portero.bak");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), user);
+    assert_eq!(write(&["--tenant", "acme"]), once, "idempotent");
+    // A line the user adds after the block stays; the block is replaced.
+    std::fs::write(&file, format!("{once}192.168.1.2 printer\n")).unwrap();
+    let again = write(&["--tenant", "globex"]);
+    assert!(again.starts_with(user));
+    assert!(again.contains("::1 globex.localhost\n# END portero\n192.168.1.2 printer\n"));
+    assert!(!again.contains("acme"), "{again}");
+    assert_eq!(again.matches("# BEGIN portero").count(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn hosts_write_without_permission_says_to_use_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("etc");
+    std::fs::create_dir(&sub).unwrap();
+    let file = sub.join("hosts");
+    std::fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = Command::new(BIN)
+        .args(["hosts", "--name", "acme.test", "--write", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("acme.test")
+    {
+        return; // running as root: permissions do not apply
+    }
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(err.contains("sudo "), "{err}");
+    assert!(
+        err.contains("hosts --name acme.test --write --file"),
+        "{err}"
+    );
+}
