@@ -122,6 +122,7 @@ async fn route_request(
         tenant: &resolved,
         path: &path,
         route,
+        cookies: &snap.rules.cookies,
     };
     match target {
         Target::Proxy(pool) => {

@@ -63,6 +63,12 @@ pub(super) fn shutdown_delay(profile: Profile) -> Duration {
     }
 }
 
+/// `server.insecure_cookies`: on in dev, where portero serves plain HTTP
+/// to a browser on the same machine; never in staging.
+pub(super) fn insecure_cookies(profile: Profile) -> bool {
+    profile == Profile::Dev
+}
+
 /// `admin.probes`: anyone (the probes say nothing but "ok" or "ready").
 pub(super) fn admin_probes() -> Vec<ipnet::IpNet> {
     ["0.0.0.0/0", "::/0"]

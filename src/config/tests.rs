@@ -553,3 +553,22 @@ fn a_dev_server_gets_hot_reload_routes_only_with_default_routes() {
     .unwrap();
     assert_eq!(labels(&c), ["/"]);
 }
+
+#[test]
+fn insecure_cookies_default_by_profile_and_never_in_staging() {
+    assert!(load("").unwrap().server.insecure_cookies, "dev default");
+    assert!(
+        !load("[server]\ninsecure_cookies = false\n")
+            .unwrap()
+            .server
+            .insecure_cookies
+    );
+    let staging = load("profile = \"staging\"\n").unwrap();
+    assert!(!staging.server.insecure_cookies, "staging default");
+    let errs = load("profile = \"staging\"\n[server]\ninsecure_cookies = true\n")
+        .unwrap_err()
+        .errors;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "server.insecure_cookies");
+    assert!(errs[0].span.is_some());
+}

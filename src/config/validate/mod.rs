@@ -225,6 +225,19 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             defaults::SHUTDOWN_TIMEOUT,
         ),
         underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
+        insecure_cookies: match &s.insecure_cookies {
+            None => defaults::insecure_cookies(profile),
+            Some(v) if *v.get_ref() && profile == Profile::Staging => {
+                c.err(
+                    "server.insecure_cookies",
+                    Some(v.span()),
+                    "is for development only: a staging profile never takes `Secure` off cookies"
+                        .into(),
+                );
+                false
+            }
+            Some(v) => *v.get_ref(),
+        },
         trusted_proxies: c.nets(
             "server.trusted_proxies",
             s.trusted_proxies.as_deref().unwrap_or_default(),
