@@ -81,6 +81,18 @@ struct CertArgs {
     /// Tenants in [tenants.overrides] are added as <tenant>.localhost.
     #[arg(long = "name", value_name = "NAME")]
     names: Vec<String>,
+    /// Then trust the CA: the system store (Debian/Ubuntu, Fedora, macOS)
+    /// and the NSS databases of Chromium and Firefox (with certutil). Each
+    /// step is printed first; a step that needs root is printed as a sudo
+    /// command instead of run.
+    #[arg(long, conflicts_with = "uninstall")]
+    install: bool,
+    /// Remove the CA from everywhere --install puts it (creates nothing).
+    #[arg(long)]
+    uninstall: bool,
+    /// Prefix for every path --install and --uninstall touch (tests, packaging).
+    #[arg(long, hide = true, env = "PORTERO_INSTALL_ROOT", value_name = "DIR")]
+    install_root: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -135,7 +147,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(cli.run.config),
         Some(Command::Cert(args)) => match cert(&args, &cli.run) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => code,
             Err(e) => {
                 eprintln!("{e:#}");
                 ExitCode::FAILURE
@@ -202,7 +214,12 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 
 /// `portero cert`: the base domain comes from the flag, else the config;
 /// tenants named in the config get explicit `<tenant>.localhost` names.
-fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
+fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.uninstall {
+        let ca = args.dir.join(portero::cert::CA_CERT);
+        let ca = std::path::absolute(&ca).unwrap_or(ca);
+        return trust(&portero::trust::uninstall, args, &ca);
+    }
     let config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
     let base_domain = match args.base_domain.as_deref().or(run.base_domain.as_deref()) {
         Some(d) => Some(
@@ -244,8 +261,38 @@ fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
          without --tls-cert needs no names: it makes a certificate for each tenant it serves\n",
         files.cert.display()
     );
+    if args.install {
+        let ca = std::path::absolute(&files.ca_cert).unwrap_or(files.ca_cert.clone());
+        return trust(&portero::trust::install, args, &ca);
+    }
     print!("{}", portero::cert::instructions(&files));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--install` / `--uninstall`: prints and runs the plan; exit 1 when a
+/// step failed (steps left for sudo or missing tools are not failures).
+fn trust(
+    plan: &dyn Fn(&portero::trust::Env, &std::path::Path) -> portero::trust::Plan,
+    args: &CertArgs,
+    ca: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let env = portero::trust::Env::current(args.install_root.clone());
+    let plan = plan(&env, ca);
+    let outcome = portero::trust::execute(&env, &plan, &mut std::io::stdout())?;
+    if outcome.needs_root > 0 {
+        println!(
+            "\n{} step(s) need root: run the sudo commands above (portero never runs sudo itself)",
+            outcome.needs_root
+        );
+    }
+    if args.install && outcome.done > 0 {
+        println!("restart the browser to pick up the CA");
+    }
+    Ok(if outcome.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `portero hosts [--write [--file PATH]]`.

@@ -413,3 +413,111 @@ fn hosts_write_without_permission_says_to_use_sudo() {
         "{err}"
     );
 }
+
+/// `portero cert --install` / `--uninstall` against a temporary root with
+/// stand-in commands: the CA is copied into the Debian anchor folder and
+/// `update-ca-certificates` and `certutil` run for Chromium's and
+/// Firefox's databases; uninstall reverses it.
+#[cfg(unix)]
+#[test]
+fn cert_install_and_uninstall_into_a_temporary_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let anchors = r.join("usr/local/share/ca-certificates");
+    std::fs::create_dir_all(&anchors).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.pki/nssdb")).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.mozilla/firefox/ab12.default-release")).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.mozilla/firefox/Crash Reports")).unwrap();
+    let bin = r.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = r.join("log");
+    for cmd in ["update-ca-certificates", "certutil"] {
+        let p = bin.join(cmd);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"{cmd} $*\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |args: &[&str], path: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(work.path())
+            .env("PORTERO_INSTALL_ROOT", r)
+            .env("HOME", "/home/dev")
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+
+    let text = run(&["cert", "--install"], &bin);
+    let ca = std::fs::read(work.path().join("certs/dev-ca.pem")).unwrap();
+    assert_eq!(
+        std::fs::read(anchors.join("portero-dev-ca.crt")).unwrap(),
+        ca
+    );
+    let nssdb = format!("sql:{}", r.join("home/dev/.pki/nssdb").display());
+    let firefox = format!(
+        "sql:{}",
+        r.join("home/dev/.mozilla/firefox/ab12.default-release")
+            .display()
+    );
+    let ca_path = work.path().join("certs/dev-ca.pem").canonicalize().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged,
+        format!(
+            "update-ca-certificates \n\
+             certutil -A -n portero development CA -t C,, -i {ca} -d {nssdb}\n\
+             certutil -A -n portero development CA -t C,, -i {ca} -d {firefox}\n",
+            ca = ca_path.display()
+        )
+    );
+    // Each step is printed before it runs.
+    assert!(
+        text.contains(&format!(
+            "==> cp {} {}\n    ok\n==> update-ca-certificates\n    ok\n",
+            ca_path.display(),
+            anchors.join("portero-dev-ca.crt").display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("sudo"), "{text}");
+
+    std::fs::remove_file(&log).unwrap();
+    run(&["cert", "--uninstall"], &bin);
+    assert!(!anchors.join("portero-dev-ca.crt").exists());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!(
+            "update-ca-certificates --fresh\n\
+             certutil -D -n portero development CA -d {nssdb}\n\
+             certutil -D -n portero development CA -d {firefox}\n"
+        )
+    );
+
+    // Commands that are not installed are skipped, saying so.
+    let empty = r.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let text = run(&["cert", "--install"], &empty);
+    assert!(
+        text.contains("skipped: update-ca-certificates not found"),
+        "{text}"
+    );
+    assert!(text.contains("skipped: certutil not found"), "{text}");
+    assert!(
+        anchors.join("portero-dev-ca.crt").exists(),
+        "the copy still happens"
+    );
+}

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "tls",
         "watch",
         "cert",
+        "trust",
         "hosts",
         "access_log",
     ],
