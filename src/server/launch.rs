@@ -90,7 +90,7 @@ fn banner(config: &Config, listeners: &Listeners) {
         RouteTarget::Static(d) => format!("static {}", d.display()),
     };
     for r in &config.routes {
-        eprintln!("  route {:<10} -> {}", r.label(), describe(r));
+        eprintln!("  route {:<12} -> {}", r.label(), describe(r));
     }
     if let SpaSource::DevServer(_) = config.spa.source {
         // Where each dev server's hot-reload socket ends up, by the routes
