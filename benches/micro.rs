@@ -110,6 +110,8 @@ fn headers(c: &mut Criterion) {
                         client_host: "acme.localhost",
                         forwarded_host: "acme.chalanpro.net",
                         upstream_authority: "127.0.0.1:8000",
+                        cookie_domain: None,
+                        insecure_cookies: true,
                     },
                 )
             },

@@ -341,7 +341,8 @@ pub fn instructions(certs: &DevCerts) -> String {
     format!(
         "\
 Trust the development CA once per machine (keep {ca_key} private: whoever has it
-can impersonate any site to a machine that trusts the CA):
+can impersonate any site to a machine that trusts the CA). `portero cert --install`
+does it, printing each step (and the sudo commands for the system store); by hand:
 
   Debian/Ubuntu:
     sudo cp {ca} /usr/local/share/ca-certificates/portero-dev-ca.crt
@@ -349,9 +350,9 @@ can impersonate any site to a machine that trusts the CA):
   macOS:
     sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}
   Chrome/Chromium on Linux (NSS database):
-    certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n \"portero dev CA\" -i {ca}
+    certutil -d sql:$HOME/.pki/nssdb -A -t \"C,,\" -n \"portero development CA\" -i {ca}
   Firefox (each profile; or set security.enterprise_roots.enabled = true):
-    certutil -d sql:$HOME/.mozilla/firefox/<profile> -A -t \"C,,\" -n \"portero dev CA\" -i {ca}
+    certutil -d sql:$HOME/.mozilla/firefox/<profile> -A -t \"C,,\" -n \"portero development CA\" -i {ca}
 
 Then run, in this folder (HTTPS for every allowed host: localhost, any
 <tenant>.localhost, <tenant>.<base domain>; each gets a certificate of its own,

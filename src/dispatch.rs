@@ -125,6 +125,7 @@ async fn route_request(
         tenant: &resolved,
         path: &path,
         route,
+        cookies: &snap.rules.cookies,
     };
     match &routed.target {
         Target::Proxy(pool) => {

@@ -20,7 +20,7 @@
 //! 0. `host`, `conn`: value types with no dependencies
 //! 1. `config`: TOML → raw structs → validated [`Config`]
 //! 2. `error`: the request error type and its one mapping to HTTP status
-//! 3. `routing`, `http`, `tls`, `watch`, `cert`, `access_log`: rules and
+//! 3. `routing`, `http`, `tls`, `watch`, `cert`, `trust`, `hosts`, `access_log`: rules and
 //!    plumbing, each knowing nothing of the services
 //! 4. `services`: what a route leads to; each takes a narrow context
 //! 5. `snapshot`: the running snapshot (resolved routes, pools, folders)
@@ -35,6 +35,7 @@ mod conn;
 mod dispatch;
 mod error;
 pub mod host;
+pub mod hosts;
 mod http;
 mod metrics;
 mod routing;
@@ -42,6 +43,7 @@ mod server;
 mod services;
 mod snapshot;
 mod tls;
+pub mod trust;
 mod watch;
 
 /// What the property tests share.

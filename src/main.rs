@@ -33,6 +33,40 @@ enum Command {
     /// 127.0.0.1, ::1, the base domain and the configured tenants, signed by
     /// it. With the CA, `--tls-listen` alone serves HTTPS for every tenant.
     Cert(CertArgs),
+    /// Print the /etc/hosts lines for the configured tenant names (each
+    /// local suffix but `localhost`, and <tenant>.<suffix> for each tenant in
+    /// [tenants.overrides] or --tenant), or keep them in a marked block of
+    /// /etc/hosts with --write. Needed only where *.localhost does not
+    /// resolve by itself (Safari and curl on macOS). Tenants portero has
+    /// merely seen are not remembered: name them with --tenant.
+    Hosts(HostsArgs),
+}
+
+#[derive(Args)]
+struct HostsArgs {
+    /// Tenant base domain [default: tenants.base_domain from the config].
+    #[arg(long, value_name = "DOMAIN")]
+    base_domain: Option<String>,
+    /// A tenant to add as <tenant>.<suffix> for each local suffix (repeatable).
+    #[arg(long = "tenant", value_name = "TENANT")]
+    tenants: Vec<String>,
+    /// A further host name, as given (repeatable).
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+    /// Write the lines into the "# BEGIN portero" … "# END portero" block of
+    /// the hosts file (replacing the block, keeping every other line), after
+    /// copying the file to <file>.portero.bak. /etc/hosts needs root:
+    /// run it with sudo yourself.
+    #[arg(long)]
+    write: bool,
+    /// The hosts file to write.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/hosts",
+        requires = "write"
+    )]
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -47,6 +81,18 @@ struct CertArgs {
     /// Tenants in [tenants.overrides] are added as <tenant>.localhost.
     #[arg(long = "name", value_name = "NAME")]
     names: Vec<String>,
+    /// Then trust the CA: the system store (Debian/Ubuntu, Fedora, macOS)
+    /// and the NSS databases of Chromium and Firefox (with certutil). Each
+    /// step is printed first; a step that needs root is printed as a sudo
+    /// command instead of run.
+    #[arg(long, conflicts_with = "uninstall")]
+    install: bool,
+    /// Remove the CA from everywhere --install puts it (creates nothing).
+    #[arg(long)]
+    uninstall: bool,
+    /// Prefix for every path --install and --uninstall touch (tests, packaging).
+    #[arg(long, hide = true, env = "PORTERO_INSTALL_ROOT", value_name = "DIR")]
+    install_root: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -108,6 +154,13 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(cli.run.config),
         Some(Command::Cert(args)) => match cert(&args, &cli.run) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("{e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Hosts(args)) => match hosts(&args, &cli.run) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("{e:#}");
@@ -178,7 +231,12 @@ fn check(path: Option<PathBuf>) -> ExitCode {
 
 /// `portero cert`: the base domain comes from the flag, else the config;
 /// tenants named in the config get explicit `<tenant>.localhost` names.
-fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
+fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<ExitCode> {
+    if args.uninstall {
+        let ca = args.dir.join(portero::cert::CA_CERT);
+        let ca = std::path::absolute(&ca).unwrap_or(ca);
+        return trust(&portero::trust::uninstall, args, &ca);
+    }
     let config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
     let base_domain = match args.base_domain.as_deref().or(run.base_domain.as_deref()) {
         Some(d) => Some(
@@ -220,8 +278,108 @@ fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<()> {
          without --tls-cert needs no names: it makes a certificate for each tenant it serves\n",
         files.cert.display()
     );
+    if args.install {
+        let ca = std::path::absolute(&files.ca_cert).unwrap_or(files.ca_cert.clone());
+        return trust(&portero::trust::install, args, &ca);
+    }
     print!("{}", portero::cert::instructions(&files));
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--install` / `--uninstall`: prints and runs the plan; exit 1 when a
+/// step failed (steps left for sudo or missing tools are not failures).
+fn trust(
+    plan: &dyn Fn(&portero::trust::Env, &std::path::Path) -> portero::trust::Plan,
+    args: &CertArgs,
+    ca: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let env = portero::trust::Env::current(args.install_root.clone());
+    let plan = plan(&env, ca);
+    let outcome = portero::trust::execute(&env, &plan, &mut std::io::stdout())?;
+    if outcome.needs_root > 0 {
+        println!(
+            "\n{} step(s) need root: run the sudo commands above (portero never runs sudo itself)",
+            outcome.needs_root
+        );
+    }
+    if args.install && outcome.done > 0 {
+        println!("restart the browser to pick up the CA");
+    }
+    Ok(if outcome.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `portero hosts [--write [--file PATH]]`.
+fn hosts(args: &HostsArgs, run: &RunArgs) -> anyhow::Result<()> {
+    let mut config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
+    if let Some(d) = args.base_domain.as_ref().or(run.base_domain.as_ref()) {
+        config.tenants.base_domain = Some(
+            portero::host::HostName::parse(d)
+                .map_err(|m| anyhow::anyhow!("--base-domain {d:?}: {m}"))?,
+        );
+    }
+    for n in args.names.iter().chain(&args.tenants) {
+        portero::host::HostName::parse(n)
+            .map_err(|m| anyhow::anyhow!("{n:?} is not a host name: {m}"))?;
+    }
+    let names = portero::hosts::names(&config.tenants, &args.tenants, &args.names);
+    let lines = portero::hosts::lines(&names);
+    if !args.write {
+        if lines.is_empty() {
+            eprintln!(
+                "no names: name tenants with --tenant (or [tenants.overrides]), or a \
+                 local suffix other than localhost"
+            );
+        }
+        for l in &lines {
+            println!("{l}");
+        }
+        eprintln!("(portero hosts --write keeps these in /etc/hosts; it needs root)");
+        return Ok(());
+    }
+    let path = &args.file;
+    let existing = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+    };
+    let new = portero::hosts::merge(&existing, &portero::hosts::block(&lines))
+        .map_err(|m| anyhow::anyhow!("{}: {m}", path.display()))?;
+    if new == existing {
+        println!("{} is up to date ({} name(s))", path.display(), names.len());
+        return Ok(());
+    }
+    let mut backup = path.clone().into_os_string();
+    backup.push(".portero.bak");
+    let backup = PathBuf::from(backup);
+    let written = std::fs::write(&backup, &existing).and_then(|()| std::fs::write(path, &new));
+    match written {
+        Ok(()) => {
+            println!(
+                "wrote {} name(s) to {} (previous file: {})",
+                names.len(),
+                path.display(),
+                backup.display()
+            );
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let exe = std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| "portero".into());
+            let rest: Vec<String> = std::env::args().skip(1).collect();
+            anyhow::bail!(
+                "cannot write {}: permission denied. Editing it needs root; run:\n  sudo {exe} {}\n\
+                 (portero never runs sudo itself)",
+                path.display(),
+                rest.join(" ")
+            )
+        }
+        Err(e) => anyhow::bail!("cannot write {}: {e}", path.display()),
+    }
 }
 
 fn load(args: &RunArgs) -> Result<Config, String> {

@@ -359,3 +359,225 @@ fn json_access_log_to_a_file_parses_line_by_line() {
         assert!(l["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
     }
 }
+
+#[test]
+fn hosts_prints_loopback_lines_for_the_configured_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("portero.toml"),
+        "[upstreams.b2]\nurl = \"http://127.0.0.1:8001\"\n\
+         [tenants]\nbase_domain = \"chalanpro.net\"\n\
+         local_suffixes = [\"localhost\", \"chalanpro.localhost\"]\n\
+         [tenants.overrides.acme]\nupstream = \"b2\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["hosts", "--tenant", "globex"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "127.0.0.1 acme.localhost\n::1 acme.localhost\n",
+        "127.0.0.1 globex.localhost\n",
+        "127.0.0.1 chalanpro.localhost\n",
+        "::1 acme.chalanpro.localhost\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains(" localhost\n"),
+        "localhost itself is left alone"
+    );
+}
+
+#[test]
+fn hosts_write_keeps_a_marked_block_with_a_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    let user = "127.0.0.1 localhost\n10.0.0.7 nas # mine\n";
+    std::fs::write(&file, user).unwrap();
+    let write = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args([
+                "hosts",
+                "--base-domain",
+                "chalanpro.net",
+                "--write",
+                "--file",
+            ])
+            .arg(&file)
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_to_string(&file).unwrap()
+    };
+    let once = write(&["--tenant", "acme"]);
+    assert!(once.starts_with(user), "{once}");
+    assert!(
+        once.ends_with(
+            "# BEGIN portero\n# written by `portero hosts --write`: edits inside are replaced\n\
+             127.0.0.1 acme.localhost\n::1 acme.localhost\n# END portero\n"
+        ),
+        "{once}"
+    );
+    let backup = dir.path().join("hosts.portero.bak");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), user);
+    assert_eq!(write(&["--tenant", "acme"]), once, "idempotent");
+    // A line the user adds after the block stays; the block is replaced.
+    std::fs::write(&file, format!("{once}192.168.1.2 printer\n")).unwrap();
+    let again = write(&["--tenant", "globex"]);
+    assert!(again.starts_with(user));
+    assert!(again.contains("::1 globex.localhost\n# END portero\n192.168.1.2 printer\n"));
+    assert!(!again.contains("acme"), "{again}");
+    assert_eq!(again.matches("# BEGIN portero").count(), 1);
+}
+
+#[cfg(unix)]
+#[test]
+fn hosts_write_without_permission_says_to_use_sudo() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("etc");
+    std::fs::create_dir(&sub).unwrap();
+    let file = sub.join("hosts");
+    std::fs::write(&file, "127.0.0.1 localhost\n").unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o555)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = Command::new(BIN)
+        .args(["hosts", "--name", "acme.test", "--write", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("acme.test")
+    {
+        return; // running as root: permissions do not apply
+    }
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root"), "{err}");
+    assert!(err.contains("sudo "), "{err}");
+    assert!(
+        err.contains("hosts --name acme.test --write --file"),
+        "{err}"
+    );
+}
+
+/// `portero cert --install` / `--uninstall` against a temporary root with
+/// stand-in commands: the CA is copied into the Debian anchor folder and
+/// `update-ca-certificates` and `certutil` run for Chromium's and
+/// Firefox's databases; uninstall reverses it.
+#[cfg(unix)]
+#[test]
+fn cert_install_and_uninstall_into_a_temporary_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let anchors = r.join("usr/local/share/ca-certificates");
+    std::fs::create_dir_all(&anchors).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.pki/nssdb")).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.mozilla/firefox/ab12.default-release")).unwrap();
+    std::fs::create_dir_all(r.join("home/dev/.mozilla/firefox/Crash Reports")).unwrap();
+    let bin = r.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = r.join("log");
+    for cmd in ["update-ca-certificates", "certutil"] {
+        let p = bin.join(cmd);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho \"{cmd} $*\" >> '{}'\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |args: &[&str], path: &std::path::Path| {
+        let out = Command::new(BIN)
+            .args(args)
+            .current_dir(work.path())
+            .env("PORTERO_INSTALL_ROOT", r)
+            .env("HOME", "/home/dev")
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+
+    let text = run(&["cert", "--install"], &bin);
+    let ca = std::fs::read(work.path().join("certs/dev-ca.pem")).unwrap();
+    assert_eq!(
+        std::fs::read(anchors.join("portero-dev-ca.crt")).unwrap(),
+        ca
+    );
+    let nssdb = format!("sql:{}", r.join("home/dev/.pki/nssdb").display());
+    let firefox = format!(
+        "sql:{}",
+        r.join("home/dev/.mozilla/firefox/ab12.default-release")
+            .display()
+    );
+    let ca_path = work.path().join("certs/dev-ca.pem").canonicalize().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        logged,
+        format!(
+            "update-ca-certificates \n\
+             certutil -A -n portero development CA -t C,, -i {ca} -d {nssdb}\n\
+             certutil -A -n portero development CA -t C,, -i {ca} -d {firefox}\n",
+            ca = ca_path.display()
+        )
+    );
+    // Each step is printed before it runs.
+    assert!(
+        text.contains(&format!(
+            "==> cp {} {}\n    ok\n==> update-ca-certificates\n    ok\n",
+            ca_path.display(),
+            anchors.join("portero-dev-ca.crt").display()
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("sudo"), "{text}");
+
+    std::fs::remove_file(&log).unwrap();
+    run(&["cert", "--uninstall"], &bin);
+    assert!(!anchors.join("portero-dev-ca.crt").exists());
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!(
+            "update-ca-certificates --fresh\n\
+             certutil -D -n portero development CA -d {nssdb}\n\
+             certutil -D -n portero development CA -d {firefox}\n"
+        )
+    );
+
+    // Commands that are not installed are skipped, saying so.
+    let empty = r.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let text = run(&["cert", "--install"], &empty);
+    assert!(
+        text.contains("skipped: update-ca-certificates not found"),
+        "{text}"
+    );
+    assert!(text.contains("skipped: certutil not found"), "{text}");
+    assert!(
+        anchors.join("portero-dev-ca.crt").exists(),
+        "the copy still happens"
+    );
+}

@@ -17,6 +17,8 @@ const LAYERS: &[&[&str]] = &[
         "tls",
         "watch",
         "cert",
+        "trust",
+        "hosts",
         "access_log",
         "metrics",
     ],

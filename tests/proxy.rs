@@ -197,6 +197,58 @@ async fn location_and_set_cookie_point_back_at_the_client() {
     );
 }
 
+/// Tenants under a two-label local suffix share a site-wide cookie as they
+/// do under the base domain in production; on plain HTTP in the dev
+/// profile, `Secure` and `SameSite=None` are taken off.
+#[tokio::test]
+async fn site_cookies_follow_a_two_label_suffix_and_lose_secure_on_http() {
+    let echo = Echo::start().await;
+    let tenants = "[tenants]\nbase_domain = \"chalanpro.net\"\n\
+                   local_suffixes = [\"localhost\", \"chalanpro.localhost\"]\n";
+    let p = start(cfg_with(echo.addr, "", tenants)).await;
+    let cookie = |host: &'static str| {
+        let url = p.url("/api/site-cookie");
+        async move {
+            let r = get(&url, &[("host", host)]).await;
+            assert_eq!(r.status, 200, "{host}");
+            r.header("set-cookie").map(String::from)
+        }
+    };
+    let r = get(
+        &p.url("/api/who"),
+        &[("host", "acme.chalanpro.localhost:8080")],
+    )
+    .await;
+    let (_, h) = parse_report(&r.text());
+    assert_eq!(header(&h, "host"), Some("acme.chalanpro.net"));
+    assert_eq!(
+        cookie("acme.chalanpro.localhost:8080").await.as_deref(),
+        Some("site=1; Domain=.chalanpro.localhost; Path=/; SameSite=Lax")
+    );
+    assert_eq!(
+        cookie("chalanpro.localhost").await.as_deref(),
+        Some("site=1; Domain=.chalanpro.localhost; Path=/; SameSite=Lax")
+    );
+    // One label: browsers refuse Domain=.localhost, so it is dropped.
+    assert_eq!(
+        cookie("acme.localhost:8080").await.as_deref(),
+        Some("site=1; Path=/; SameSite=Lax")
+    );
+    p.stop().await;
+
+    let off = format!("{tenants}[server]\ninsecure_cookies = false\n");
+    let p = start(cfg_with(echo.addr, "", &off)).await;
+    let r = get(
+        &p.url("/api/site-cookie"),
+        &[("host", "acme.chalanpro.localhost")],
+    )
+    .await;
+    assert_eq!(
+        r.header("set-cookie"),
+        Some("site=1; Domain=.chalanpro.localhost; Path=/; Secure; SameSite=None")
+    );
+}
+
 #[tokio::test]
 async fn x_forwarded_for_is_appended_only_for_trusted_peers() {
     let echo = Echo::start().await;

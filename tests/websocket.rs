@@ -411,3 +411,114 @@ base_domain = "chalanpro.net"
     assert_eq!(seen.path, "/ws/calendar-updates/");
     assert_eq!(seen.host.as_deref(), Some("acme.chalanpro.net"));
 }
+
+/// `portero --spa <dev server> --backend … --base-domain …` with no config
+/// file: the embedded default plus flags, as the command builds it.
+fn dev_server_flags(dev: std::net::SocketAddr, backend: std::net::SocketAddr) -> portero::Config {
+    let mut c = portero::Config::embedded();
+    portero::config::Overrides {
+        spa: Some(format!("http://{dev}")),
+        backend: Some(format!("http://{backend}")),
+        base_domain: Some("chalanpro.net".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    c
+}
+
+/// webpack-dev-server 4+'s HMR socket is exactly `/ws`; Channels' sockets
+/// are `/ws/...`: with flags alone, each reaches its own server.
+#[tokio::test]
+async fn dev_server_flags_alone_split_ws_between_dev_server_and_backend() {
+    let dev = WsEcho::start().await;
+    let backend = WsEcho::start().await;
+    let p = start(dev_server_flags(dev.addr, backend.addr)).await;
+
+    let (mut ws, resp) = connect(p.addr, "acme.localhost:8080", "/ws", &[])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("hmr")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("hmr"));
+    let seen = dev.seen.lock().unwrap().clone();
+    assert_eq!(seen.path, "/ws");
+    // The dev server checks Host against its own name.
+    assert_eq!(seen.host, Some(dev.addr.to_string()));
+    assert_eq!(
+        backend.seen.lock().unwrap().path,
+        "",
+        "nothing at the backend"
+    );
+
+    let (mut ws, _) = connect(p.addr, "acme.localhost:8080", "/ws/chat/", &[])
+        .await
+        .unwrap();
+    ws.send(Message::text("chat")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("chat"));
+    let seen = backend.seen.lock().unwrap().clone();
+    assert_eq!(seen.path, "/ws/chat/");
+    assert_eq!(seen.host.as_deref(), Some("acme.chalanpro.net"));
+
+    // Vue CLI 4's SockJS socket, below /sockjs-node.
+    let (mut ws, _) = connect(p.addr, "localhost", "/sockjs-node/123/abc/websocket", &[])
+        .await
+        .unwrap();
+    ws.send(Message::text("sockjs")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("sockjs"));
+    assert_eq!(
+        dev.seen.lock().unwrap().path,
+        "/sockjs-node/123/abc/websocket"
+    );
+
+    // Vite's socket on `/` (subprotocol vite-hmr) goes to the dev server.
+    let (mut ws, resp) = connect(
+        p.addr,
+        "localhost",
+        "/",
+        &[("sec-websocket-protocol", "vite-hmr")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "vite-hmr");
+    ws.send(Message::text("vite")).await.unwrap();
+    assert_eq!(next(&mut ws).await, Message::text("vite"));
+    assert_eq!(dev.seen.lock().unwrap().path, "/");
+}
+
+#[tokio::test]
+async fn dev_server_flags_alone_send_sockjs_info_to_the_dev_server() {
+    let dev = support::backends::Echo::start().await;
+    let backend = support::backends::Echo::start().await;
+    let p = start(dev_server_flags(dev.addr, backend.addr)).await;
+    let r = support::get(&p.url("/sockjs-node/info?t=1"), &[("host", "localhost")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!((dev.hits(), backend.hits()), (1, 0));
+    let r = support::get(&p.url("/api/x"), &[("host", "localhost")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!((dev.hits(), backend.hits()), (1, 1));
+}
+
+/// A config file's own routes win: no hot-reload routes are added to them.
+#[tokio::test]
+async fn a_files_routes_are_not_given_dev_server_routes() {
+    let dev = support::backends::Echo::start().await;
+    let backend = support::backends::Echo::start().await;
+    let mut c = support::config(&format!(
+        "[upstreams.backend]\nurl = \"http://{}\"\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"backend\"\n\
+         [[routes]]\nprefix = \"/\"\nspa = true\n",
+        backend.addr
+    ));
+    portero::config::Overrides {
+        spa: Some(format!("http://{}", dev.addr)),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(c.routes.len(), 2);
+    let p = start(c).await;
+    let r = support::get(&p.url("/ws"), &[("host", "localhost")]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!((dev.hits(), backend.hits()), (0, 1), "the file's /ws route");
+}

@@ -63,6 +63,12 @@ pub(super) fn shutdown_delay(profile: Profile) -> Duration {
     }
 }
 
+/// `server.insecure_cookies`: on in dev, where portero serves plain HTTP
+/// to a browser on the same machine; never in staging.
+pub(super) fn insecure_cookies(profile: Profile) -> bool {
+    profile == Profile::Dev
+}
+
 /// `admin.probes`: anyone (the probes say nothing but "ok" or "ready").
 pub(super) fn admin_probes() -> Vec<ipnet::IpNet> {
     ["0.0.0.0/0", "::/0"]
@@ -124,17 +130,34 @@ pub(super) fn body_limit(profile: Profile) -> Option<u64> {
     }
 }
 
-pub(super) fn routes(profile: Profile) -> Vec<Route> {
-    let mut routes: Vec<Route> = BACKEND_PREFIXES
-        .iter()
-        .map(|p| {
-            route(
-                RoutePrefix::parse(p).expect("literal prefix is valid"),
-                RouteTarget::Upstream("backend".into()),
-                profile,
-            )
-        })
-        .collect();
+/// The default routes. In front of a dev server (`dev_server`), its
+/// hot-reload sockets come first: exactly `/ws` (webpack-dev-server 4+ and
+/// 5) and `/sockjs-node/...` (Vue CLI 4's webpack-dev-server 3) go to the
+/// dev server, while `/ws/...` stays the backend's (Django Channels). Vite's
+/// `vite-hmr` socket on `/` needs nothing: `/` is the dev server already.
+pub(super) fn routes(profile: Profile, dev_server: bool) -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::new();
+    if dev_server {
+        let mut ws = route(
+            RoutePrefix::parse("/ws").expect("literal prefix is valid"),
+            RouteTarget::Spa,
+            profile,
+        );
+        ws.exact = true;
+        routes.push(ws);
+        routes.push(route(
+            RoutePrefix::parse("/sockjs-node").expect("literal prefix is valid"),
+            RouteTarget::Spa,
+            profile,
+        ));
+    }
+    routes.extend(BACKEND_PREFIXES.iter().map(|p| {
+        route(
+            RoutePrefix::parse(p).expect("literal prefix is valid"),
+            RouteTarget::Upstream("backend".into()),
+            profile,
+        )
+    }));
     routes.push(route(
         RoutePrefix::parse("/").expect("literal prefix is valid"),
         RouteTarget::Spa,

@@ -72,6 +72,7 @@ pub(super) struct RawServer {
     pub shutdown_delay: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,
     pub underscores_in_headers: Option<bool>,
+    pub insecure_cookies: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -141,6 +141,11 @@ pub struct ServerConfig {
     /// WSGI and ASGI servers read `X_Forwarded_For` as `X-Forwarded-For`,
     /// so an underscore name could shadow a header portero sets.
     pub underscores_in_headers: bool,
+    /// In `Set-Cookie` sent to a plain-HTTP client, drop `Secure` and turn
+    /// `SameSite=None` into `SameSite=Lax`, so a backend configured for
+    /// production (`SESSION_COOKIE_SECURE`) still logs in over
+    /// `http://…localhost`. The dev profile's default; refused in staging.
+    pub insecure_cookies: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -181,7 +186,7 @@ pub enum RouteTarget {
     Static(PathBuf),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub prefix: RoutePrefix,
     pub exact: bool,

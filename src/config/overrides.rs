@@ -65,6 +65,15 @@ impl Overrides {
                 cfg.spa.source = SpaSource::Dir(PathBuf::from(s));
             }
         }
+        // Default routes follow the SPA's source: a dev server gets its
+        // hot-reload sockets (`=/ws`, `/sockjs-node`), a folder does not.
+        // Routes the file wrote itself are left alone.
+        if self.spa.is_some() {
+            let dev_server = matches!(cfg.spa.source, SpaSource::DevServer(_));
+            if cfg.routes == defaults::routes(cfg.profile, !dev_server) {
+                cfg.routes = defaults::routes(cfg.profile, dev_server);
+            }
+        }
         if let Some(d) = &self.base_domain {
             match HostName::parse(d) {
                 Ok(h) => cfg.tenants.base_domain = Some(h),

@@ -501,3 +501,74 @@ fn probes_answer_anyone_and_shutdown_delay_follows_the_profile() {
     assert!(c.admin.allows_probe("10.1.2.3".parse().unwrap()));
     assert!(!c.admin.allows_probe("127.0.0.1".parse().unwrap()));
 }
+
+#[test]
+fn a_dev_server_gets_hot_reload_routes_only_with_default_routes() {
+    let labels = |c: &Config| c.routes.iter().map(|r| r.label()).collect::<Vec<_>>();
+    // The file names the dev server and no routes.
+    let c = Config::from_str(
+        "[spa]\ndev_server = \"http://127.0.0.1:8081\"\n",
+        Source::Embedded,
+    )
+    .unwrap();
+    assert_eq!(
+        labels(&c),
+        [
+            "=/ws",
+            "/sockjs-node",
+            "/api",
+            "/admin",
+            "/static",
+            "/media",
+            "/ws",
+            "/"
+        ]
+    );
+    assert!(c.routes[..2].iter().all(|r| r.target == RouteTarget::Spa));
+    // The flag over the embedded default (which spells the default routes out).
+    let mut c = Config::embedded();
+    Overrides {
+        spa: Some("http://127.0.0.1:8081".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(labels(&c)[..2], ["=/ws", "/sockjs-node"]);
+    // And back to a folder: no dev-server routes.
+    Overrides {
+        spa: Some("dist".into()),
+        ..Default::default()
+    }
+    .apply(&mut c)
+    .unwrap();
+    assert_eq!(
+        labels(&c),
+        ["/api", "/admin", "/static", "/media", "/ws", "/"]
+    );
+    // A file's own routes are kept as written.
+    let c = Config::from_str(
+        "[spa]\ndev_server = \"http://127.0.0.1:8081\"\n[[routes]]\nprefix = \"/\"\nspa = true\n",
+        Source::Embedded,
+    )
+    .unwrap();
+    assert_eq!(labels(&c), ["/"]);
+}
+
+#[test]
+fn insecure_cookies_default_by_profile_and_never_in_staging() {
+    assert!(load("").unwrap().server.insecure_cookies, "dev default");
+    assert!(
+        !load("[server]\ninsecure_cookies = false\n")
+            .unwrap()
+            .server
+            .insecure_cookies
+    );
+    let staging = load("profile = \"staging\"\n").unwrap();
+    assert!(!staging.server.insecure_cookies, "staging default");
+    let errs = load("profile = \"staging\"\n[server]\ninsecure_cookies = true\n")
+        .unwrap_err()
+        .errors;
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "server.insecure_cookies");
+    assert!(errs[0].span.is_some());
+}

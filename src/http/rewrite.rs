@@ -1,11 +1,66 @@
 //! Response headers that carry the upstream's idea of its own address,
 //! rewritten to the address the client actually used: `Location`,
-//! `Content-Location`, `Refresh` and `Set-Cookie`'s `Domain`.
+//! `Content-Location`, `Refresh` and `Set-Cookie`'s `Domain`; and, for a
+//! plain-HTTP client in development, `Set-Cookie`'s `Secure` and
+//! `SameSite=None`, which would make the browser drop the cookie.
 
 use http::HeaderMap;
 use http::header::{self, HeaderValue};
 
 use super::url::absolute;
+use crate::config::Config;
+
+/// The config's cookie rules, made once per snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct CookieRules {
+    /// `(base domain, local suffix)` for each local suffix of two labels or
+    /// more (`chalanpro.localhost`): a cookie for the base domain or a name
+    /// below it is moved to the same name below the suffix, so tenants
+    /// under the suffix share it as they do in production. A one-label
+    /// suffix (`localhost`) has none: browsers refuse `Domain=.localhost`,
+    /// so the attribute is dropped instead.
+    domains: Vec<(String, String)>,
+    /// `server.insecure_cookies`.
+    insecure: bool,
+}
+
+impl CookieRules {
+    pub fn new(config: &Config) -> CookieRules {
+        let domains = match &config.tenants.base_domain {
+            Some(base) => config
+                .tenants
+                .local_suffixes
+                .iter()
+                .filter(|s| s.as_str().contains('.'))
+                .map(|s| (base.to_string(), s.to_string()))
+                .collect(),
+            None => Vec::new(),
+        };
+        CookieRules {
+            domains,
+            insecure: config.server.insecure_cookies,
+        }
+    }
+
+    /// The `(from, to)` cookie domain mapping for a client on `client_host`.
+    pub fn domain_for(&self, client_host: &str) -> Option<(&str, &str)> {
+        self.domains
+            .iter()
+            .filter(|(_, suffix)| covers(client_host, suffix))
+            .max_by_key(|(_, suffix)| suffix.len())
+            .map(|(b, s)| (b.as_str(), s.as_str()))
+    }
+
+    /// Whether `Secure` and `SameSite=None` are taken off for this client.
+    pub fn insecure_for(&self, tls: bool) -> bool {
+        self.insecure && !tls
+    }
+}
+
+/// `host` is `domain` or a name below it.
+fn covers(host: &str, domain: &str) -> bool {
+    host == domain || host.strip_suffix(domain).is_some_and(|p| p.ends_with('.'))
+}
 
 /// What the rewrite maps from and to.
 pub struct Rewrite<'a> {
@@ -17,6 +72,13 @@ pub struct Rewrite<'a> {
     pub forwarded_host: &'a str,
     /// The upstream's own `host:port`.
     pub upstream_authority: &'a str,
+    /// `(base domain, local suffix)` when the client is under a local
+    /// suffix of two labels or more: a cookie `Domain` on the base domain
+    /// is moved there instead of dropped.
+    pub cookie_domain: Option<(&'a str, &'a str)>,
+    /// Take `Secure` off cookies and make `SameSite=None` `Lax` (a
+    /// plain-HTTP client, `server.insecure_cookies`).
+    pub insecure_cookies: bool,
 }
 
 /// Whether `response` has anything to look at.
@@ -52,7 +114,8 @@ pub fn response(headers: &mut HeaderMap, rw: &Rewrite<'_>) {
             headers.insert(header::REFRESH, v);
         }
     }
-    if rw.client_host != rw.forwarded_host && headers.contains_key(header::SET_COOKIE) {
+    let domains = rw.client_host != rw.forwarded_host;
+    if (domains || rw.insecure_cookies) && headers.contains_key(header::SET_COOKIE) {
         let cookies: Vec<HeaderValue> = headers
             .get_all(header::SET_COOKIE)
             .iter()
@@ -91,33 +154,51 @@ fn rewrite_refresh(value: &str, rw: &Rewrite<'_>) -> Option<String> {
 }
 
 /// A cookie whose `Domain` covers the forwarded host would be refused by a
-/// browser on another name (an alias such as `acme.localhost`): drop the
-/// attribute so the cookie is stored for the host the browser sees.
+/// browser on another name (an alias such as `acme.localhost`): the
+/// attribute is moved below the client's local suffix when it has two
+/// labels or more (`.chalanpro.net` → `.chalanpro.localhost`), and dropped
+/// otherwise, so the cookie is stored for the host the browser sees. With
+/// `insecure_cookies`, `Secure` is dropped and `SameSite=None` (which
+/// needs `Secure`) becomes `SameSite=Lax`.
 fn rewrite_cookie(cookie: &str, rw: &Rewrite<'_>) -> Option<String> {
     let mut changed = false;
-    let kept: Vec<&str> = cookie
-        .split(';')
-        .filter(|attr| {
-            let a = attr.trim();
-            let Some((k, v)) = a.split_once('=') else {
-                return true;
-            };
-            if !k.trim().eq_ignore_ascii_case("domain") {
-                return true;
-            }
-            let d = v.trim().trim_start_matches('.').to_ascii_lowercase();
-            let covers = rw.forwarded_host == d
-                || rw
-                    .forwarded_host
-                    .strip_suffix(d.as_str())
-                    .is_some_and(|p| p.ends_with('.'));
-            if covers {
+    let mut parts = cookie.split(';');
+    // The first part is the cookie's own `name=value`, never an attribute.
+    let mut out: Vec<String> = vec![parts.next().unwrap_or_default().to_string()];
+    for attr in parts {
+        let a = attr.trim();
+        let (k, v) = a
+            .split_once('=')
+            .map_or((a, ""), |(k, v)| (k.trim(), v.trim()));
+        if k.eq_ignore_ascii_case("domain") && rw.client_host != rw.forwarded_host {
+            let dotted = v.starts_with('.');
+            let d = v.trim_start_matches('.').to_ascii_lowercase();
+            if !d.is_empty() && covers(rw.forwarded_host, &d) {
                 changed = true;
+                let moved = rw.cookie_domain.and_then(|(base, suffix)| {
+                    let below = d.strip_suffix(base)?;
+                    (below.is_empty() || below.ends_with('.')).then(|| format!("{below}{suffix}"))
+                });
+                if let Some(new) = moved {
+                    let dot = if dotted { "." } else { "" };
+                    out.push(format!(" Domain={dot}{new}"));
+                }
+                continue;
             }
-            !covers
-        })
-        .collect();
-    changed.then(|| kept.join(";"))
+        } else if rw.insecure_cookies && k.eq_ignore_ascii_case("secure") {
+            changed = true;
+            continue;
+        } else if rw.insecure_cookies
+            && k.eq_ignore_ascii_case("samesite")
+            && v.eq_ignore_ascii_case("none")
+        {
+            changed = true;
+            out.push(" SameSite=Lax".into());
+            continue;
+        }
+        out.push(attr.to_string());
+    }
+    changed.then(|| out.join(";"))
 }
 
 #[cfg(test)]
@@ -129,7 +210,103 @@ mod tests {
         client_host: "acme.localhost",
         forwarded_host: "acme.chalanpro.net",
         upstream_authority: "127.0.0.1:8000",
+        cookie_domain: None,
+        insecure_cookies: false,
     };
+
+    /// A client under the two-label local suffix `chalanpro.localhost`.
+    const TWO: Rewrite<'static> = Rewrite {
+        client_origin: "http://acme.chalanpro.localhost:8080",
+        client_host: "acme.chalanpro.localhost",
+        forwarded_host: "acme.chalanpro.net",
+        upstream_authority: "127.0.0.1:8000",
+        cookie_domain: Some(("chalanpro.net", "chalanpro.localhost")),
+        insecure_cookies: false,
+    };
+
+    #[test]
+    fn cookies_under_a_two_label_suffix_keep_a_shared_domain() {
+        assert_eq!(
+            rewrite_cookie("sessionid=1; Domain=.chalanpro.net; Path=/", &TWO).as_deref(),
+            Some("sessionid=1; Domain=.chalanpro.localhost; Path=/")
+        );
+        assert_eq!(
+            rewrite_cookie("a=1; domain=acme.chalanpro.net", &TWO).as_deref(),
+            Some("a=1; Domain=acme.chalanpro.localhost")
+        );
+        assert_eq!(rewrite_cookie("a=1; Domain=other.net", &TWO), None);
+        // The public host, the suffix itself.
+        let public = Rewrite {
+            client_host: "chalanpro.localhost",
+            forwarded_host: "chalanpro.net",
+            ..TWO
+        };
+        assert_eq!(
+            rewrite_cookie("a=1; Domain=chalanpro.net", &public).as_deref(),
+            Some("a=1; Domain=chalanpro.localhost")
+        );
+        // One-label `localhost`: still dropped (RW has no mapping).
+        assert_eq!(
+            rewrite_cookie("a=1; Domain=.chalanpro.net; Path=/", &RW).as_deref(),
+            Some("a=1; Path=/")
+        );
+    }
+
+    #[test]
+    fn cookie_rules_map_only_suffixes_of_two_labels() {
+        let c = Config::from_str(
+            "[tenants]\nbase_domain = \"chalanpro.net\"\n\
+             local_suffixes = [\"localhost\", \"chalanpro.localhost\"]\n",
+            crate::config::Source::Embedded,
+        )
+        .unwrap();
+        let rules = CookieRules::new(&c);
+        assert_eq!(
+            rules.domain_for("acme.chalanpro.localhost"),
+            Some(("chalanpro.net", "chalanpro.localhost"))
+        );
+        assert_eq!(
+            rules.domain_for("chalanpro.localhost"),
+            Some(("chalanpro.net", "chalanpro.localhost"))
+        );
+        assert_eq!(rules.domain_for("acme.localhost"), None);
+        assert_eq!(rules.domain_for("xchalanpro.localhost"), None);
+    }
+
+    #[test]
+    fn insecure_cookies_lose_secure_and_samesite_none() {
+        let rw = Rewrite {
+            insecure_cookies: true,
+            ..RW
+        };
+        assert_eq!(
+            rewrite_cookie("csrftoken=x; Secure; SameSite=None; Path=/", &rw).as_deref(),
+            Some("csrftoken=x; SameSite=Lax; Path=/")
+        );
+        assert_eq!(rewrite_cookie("a=1; secure", &rw).as_deref(), Some("a=1"));
+        assert_eq!(rewrite_cookie("a=1; SameSite=Strict", &rw), None);
+        // A cookie named like an attribute is not one.
+        assert_eq!(rewrite_cookie("secure=1; Path=/", &rw), None);
+        // Same host as forwarded: only the insecure rewrite applies.
+        let same = Rewrite {
+            client_host: "acme.chalanpro.net",
+            insecure_cookies: true,
+            ..RW
+        };
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::SET_COOKIE,
+            "s=1; Domain=acme.chalanpro.net; Secure".parse().unwrap(),
+        );
+        response(&mut h, &same);
+        assert_eq!(h[header::SET_COOKIE], "s=1; Domain=acme.chalanpro.net");
+        let rules = CookieRules {
+            domains: Vec::new(),
+            insecure: true,
+        };
+        assert!(rules.insecure_for(false));
+        assert!(!rules.insecure_for(true), "never over TLS");
+    }
 
     #[test]
     fn urls() {

@@ -26,7 +26,8 @@
 //!    if `allowed_hosts` also lists it.
 //! 4. A local suffix (`localhost`) is the public tenant; a name below it is
 //!    an alias for the same name below the base domain, and is forwarded as
-//!    that name, nested labels included.
+//!    that name, nested labels included. Of several suffixes, the longest
+//!    that matches counts (`chalanpro.localhost` before `localhost`).
 //! 5. Without a base domain there are no tenants: loopback names
 //!    (`localhost`, `*.localhost`) are the public tenant, forwarded as sent,
 //!    and `[tenants.overrides]` never apply.
@@ -69,7 +70,15 @@ pub fn resolve(host: &HostName, cfg: &TenantConfig) -> Result<Resolved, Error> {
                 forward_host: host.clone(),
             });
         }
-        for suffix in &cfg.local_suffixes {
+        // The most specific suffix wins: with `localhost` and
+        // `chalanpro.localhost`, `acme.chalanpro.localhost` is tenant
+        // `acme`, not `acme.chalanpro`.
+        let suffix = cfg
+            .local_suffixes
+            .iter()
+            .filter(|s| host == *s || host.label_below(s).is_some())
+            .max_by_key(|s| s.as_str().len());
+        if let Some(suffix) = suffix {
             if host == suffix {
                 return Ok(public(base.clone()));
             }
@@ -291,6 +300,23 @@ mod tests {
         assert_eq!(
             run(&c, "acme.dev.test"),
             Ok((Some("acme".into()), "acme.chalanpro.net".into()))
+        );
+        // A two-label suffix under another suffix: the longer one counts,
+        // whatever the order.
+        let c = cfg("[tenants]\nbase_domain = \"chalanpro.net\"\n\
+             local_suffixes = [\"localhost\", \"chalanpro.localhost\"]");
+        let t = |s: &str| Some(s.to_string());
+        assert_eq!(
+            run(&c, "acme.chalanpro.localhost"),
+            Ok((t("acme"), "acme.chalanpro.net".into()))
+        );
+        assert_eq!(
+            run(&c, "chalanpro.localhost"),
+            Ok((None, "chalanpro.net".into()))
+        );
+        assert_eq!(
+            run(&c, "acme.localhost"),
+            Ok((t("acme"), "acme.chalanpro.net".into()))
         );
     }
 

@@ -4,6 +4,7 @@
 
 use crate::config::{Config, RouteTarget, RuntimeMode, SpaSource};
 use crate::error::StartupError;
+use crate::routing::table::RouteTable;
 use crate::routing::tenant;
 
 use super::{Listeners, Reloader, run_per_core, run_with_reload};
@@ -71,25 +72,42 @@ fn banner(config: &Config, listeners: &Listeners) {
             "[tenants.overrides] has no effect without tenants.base_domain (or --base-domain)"
         );
     }
-    for r in &config.routes {
-        let target = match &r.target {
-            RouteTarget::Upstream(u) => match config.upstreams.get(u) {
-                Some(up) => format!("{u} ({})", up.url),
+    let describe = |r: &crate::config::Route| match &r.target {
+        RouteTarget::Upstream(u) => match config.upstreams.get(u) {
+            Some(up) => format!("{u} ({})", up.url),
+            None => u.clone(),
+        },
+        RouteTarget::Spa => match &config.spa.source {
+            SpaSource::Dir(d) if d.is_dir() => format!("spa {}", d.display()),
+            SpaSource::Dir(d) => {
+                format!("welcome page ({} does not exist)", d.display())
+            }
+            SpaSource::DevServer(u) => match config.upstreams.get(u) {
+                Some(up) => format!("dev server {}", up.url),
                 None => u.clone(),
             },
-            RouteTarget::Spa => match &config.spa.source {
-                SpaSource::Dir(d) if d.is_dir() => format!("spa {}", d.display()),
-                SpaSource::Dir(d) => {
-                    format!("welcome page ({} does not exist)", d.display())
-                }
-                SpaSource::DevServer(u) => match config.upstreams.get(u) {
-                    Some(up) => format!("dev server {}", up.url),
-                    None => u.clone(),
-                },
-            },
-            RouteTarget::Static(d) => format!("static {}", d.display()),
-        };
-        eprintln!("  route {:<10} -> {target}", r.label());
+        },
+        RouteTarget::Static(d) => format!("static {}", d.display()),
+    };
+    for r in &config.routes {
+        eprintln!("  route {:<12} -> {}", r.label(), describe(r));
+    }
+    if let SpaSource::DevServer(_) = config.spa.source {
+        // Where each dev server's hot-reload socket ends up, by the routes
+        // actually configured.
+        let table = RouteTable::of(&config.routes);
+        eprintln!("  hot reload sockets:");
+        for (path, shown, who) in [
+            ("/ws", "/ws", "webpack-dev-server 4+"),
+            ("/sockjs-node/info", "/sockjs-node/…", "Vue CLI 4"),
+            ("/", "/ (vite-hmr)", "Vite"),
+            ("/ws/x/", "/ws/…", "Django Channels"),
+        ] {
+            let to = table
+                .find(path)
+                .map_or_else(|| "no route (404)".to_string(), |(r, _)| describe(r));
+            eprintln!("    {shown:<16} {who:<22} -> {to}");
+        }
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod welcome;
 use crate::config::Route;
 use crate::conn::Conn;
 use crate::host::RequestHost;
+use crate::http::rewrite::CookieRules;
 use crate::routing::tenant::Resolved;
 
 /// What dispatch learned about a request, lent to the service.
@@ -25,6 +26,8 @@ pub(crate) struct Ctx<'a> {
     /// forwarded.
     pub path: &'a str,
     pub route: &'a Route,
+    /// How `Set-Cookie` is rewritten for this client.
+    pub cookies: &'a CookieRules,
 }
 
 impl Ctx<'_> {

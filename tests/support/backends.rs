@@ -143,6 +143,17 @@ async fn echo(
                 .body(full("ok"))
                 .unwrap());
         }
+        // A site-wide session cookie as a production Django sets it
+        // (SESSION_COOKIE_DOMAIN, SESSION_COOKIE_SECURE, SameSite=None).
+        "site-cookie" => {
+            return Ok(Response::builder()
+                .header(
+                    "set-cookie",
+                    "site=1; Domain=.chalanpro.net; Path=/; Secure; SameSite=None",
+                )
+                .body(full("ok"))
+                .unwrap());
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_millis(param(&req, "ms").unwrap_or(1000))).await;
         }

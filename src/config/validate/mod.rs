@@ -225,6 +225,19 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             defaults::SHUTDOWN_TIMEOUT,
         ),
         underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
+        insecure_cookies: match &s.insecure_cookies {
+            None => defaults::insecure_cookies(profile),
+            Some(v) if *v.get_ref() && profile == Profile::Staging => {
+                c.err(
+                    "server.insecure_cookies",
+                    Some(v.span()),
+                    "is for development only: a staging profile never takes `Secure` off cookies"
+                        .into(),
+                );
+                false
+            }
+            Some(v) => *v.get_ref(),
+        },
         trusted_proxies: c.nets(
             "server.trusted_proxies",
             s.trusted_proxies.as_deref().unwrap_or_default(),
@@ -333,7 +346,8 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
         }
     }
 
-    let routes = match raw.routes {
+    let dev_server = matches!(spa.source, SpaSource::DevServer(_));
+    let mut routes = match raw.routes {
         Some(rs) => routes::routes(
             &mut c,
             "routes",
@@ -342,8 +356,14 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 .filter_map(|(i, r)| Some((i, r.as_ref()?))),
             &upstreams,
         ),
-        None => defaults::routes(profile),
+        None => defaults::routes(profile, dev_server),
     };
+    // Routes written out exactly as the defaults (the embedded default
+    // file, or a copy of it) count as the defaults: a dev server gets its
+    // hot-reload routes there too.
+    if dev_server && routes == defaults::routes(profile, false) {
+        routes = defaults::routes(profile, true);
+    }
     if routes.is_empty() && c.errors.is_empty() {
         // The whole file is at fault: point at its start.
         c.err(

@@ -28,6 +28,9 @@ pub struct Rules {
     tenant_header: Option<HeaderName>,
     trusted_proxies: Vec<ipnet::IpNet>,
     underscores: bool,
+    /// `Set-Cookie` rewriting (the local suffix's cookie domain, insecure
+    /// cookies on plain HTTP).
+    pub cookies: crate::http::rewrite::CookieRules,
 }
 
 impl Rules {
@@ -36,6 +39,7 @@ impl Rules {
             tenant_header: config.tenants.header.clone(),
             trusted_proxies: config.server.trusted_proxies.clone(),
             underscores: config.server.underscores_in_headers,
+            cookies: crate::http::rewrite::CookieRules::new(config),
         }
     }
 

@@ -132,6 +132,8 @@ pub(crate) fn finish_response(
                 client_host: ctx.host.name.as_str(),
                 forwarded_host: &forwarded_host,
                 upstream_authority: up.url.authority.as_str(),
+                cookie_domain: ctx.cookies.domain_for(ctx.host.name.as_str()),
+                insecure_cookies: ctx.cookies.insecure_for(ctx.conn.is_tls()),
             },
         );
     }
