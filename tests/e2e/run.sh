@@ -208,6 +208,7 @@ start_portero() {
   log "starting portero: ${cmd[*]}"
   # cwd: an empty dir, so no stray ./portero.toml is picked up.
   mkdir -p "$WORK/portero-cwd"
+  export E2E_PORTERO_BIN="$PORTERO_BIN" E2E_PORTERO_CWD="$WORK/portero-cwd"
   (cd "$WORK/portero-cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero.stdout.log" 2>"$E2E_PORTERO_STDERR" &
   PORTERO_PID=$!
   export E2E_PORTERO_PID=$PORTERO_PID
