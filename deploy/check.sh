@@ -14,16 +14,26 @@
 #   5. with --image: `podman build` of the Dockerfile (or docker, with
 #      CONTAINER=docker), then `run` until the health check passes, and
 #      /__portero/health and /__portero/ready answer 200 through the port.
+#      With --image-prebuilt: the same, but the build stage is replaced by
+#      $PORTERO_BIN (for machines that cannot pull rust:1-bookworm or
+#      reach crates.io; the final stage is built exactly as written).
 #
-#   deploy/check.sh [--image]        PORTERO_BIN: the binary for step 1
-#                                    (default target/release/portero, else target/debug/portero)
+#   deploy/check.sh [--image | --image-prebuilt]
+#                     PORTERO_BIN: the binary for step 1 (default
+#                     target/release/portero, else target/debug/portero)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
 IMAGE=0
-[[ "${1:-}" == --image ]] && IMAGE=1
+PREBUILT=0
+case "${1:-}" in
+  --image) IMAGE=1 ;;
+  --image-prebuilt) IMAGE=1; PREBUILT=1 ;;
+  "") ;;
+  *) echo "usage: deploy/check.sh [--image | --image-prebuilt]" >&2; exit 2 ;;
+esac
 fail=0
 ok()  { printf 'ok    %s\n' "$*"; }
 bad() { printf 'FAIL  %s\n' "$*"; fail=1; }
@@ -103,7 +113,16 @@ fi
 if (( IMAGE )); then
   C="${CONTAINER:-podman}"
   tag=portero:check
-  if "$C" build --format docker -f "$HERE/Dockerfile" -t "$tag" "$ROOT"; then
+  file="$HERE/Dockerfile" ctx="$ROOT"
+  if (( PREBUILT )); then
+    # The build stage becomes the binary at hand; the rest is unchanged.
+    ctx="$TMP/context" file="$TMP/context/Dockerfile"
+    mkdir -p "$ctx/deploy" && cp "$BIN" "$ctx/portero" && cp "$HERE/portero.toml" "$ctx/deploy/"
+    awk 'BEGIN { stage = 0 }
+         /^FROM / { stage++; if (stage == 1) { print "FROM scratch AS build"; print "COPY portero /portero"; next } }
+         stage != 1 { print }' "$HERE/Dockerfile" >"$file"
+  fi
+  if "$C" build --format docker -f "$file" -t "$tag" "$ctx"; then
     ok "$C build -f deploy/Dockerfile"
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     id="$("$C" run -d --rm -p "127.0.0.1:$port:8080" "$tag")"
@@ -124,7 +143,7 @@ if (( IMAGE )); then
     bad "$C build -f deploy/Dockerfile"
   fi
 else
-  skip "container image (run deploy/check.sh --image to build and run it with podman)"
+  skip "container image (deploy/check.sh --image builds and runs it with podman)"
 fi
 
 exit "$fail"
