@@ -76,7 +76,10 @@ impl Report<'_> {
 pub fn run(opts: &Options, out: &mut dyn Write) -> bool {
     let mut report = Report { out, failures: 0 };
     let Some(config) = load(opts, &mut report) else {
-        report.text("1 problem: the config must be valid before anything else can be checked");
+        let n = report.failures;
+        report.text(format!(
+            "{n} problem(s) found; the config must be valid before anything else can be checked"
+        ));
         return false;
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
