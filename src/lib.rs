@@ -27,12 +27,14 @@
 //!    and the state shared by connections
 //! 6. `dispatch`
 //! 7. `server`: listeners, connections, config reload, start-up
+//! 8. `doctor`: `portero doctor`'s checks (it starts portero in-process)
 
 mod access_log;
 pub mod cert;
 pub mod config;
 mod conn;
 mod dispatch;
+pub mod doctor;
 mod error;
 pub mod host;
 pub mod hosts;

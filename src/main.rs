@@ -40,6 +40,11 @@ enum Command {
     /// resolve by itself (Safari and curl on macOS). Tenants portero has
     /// merely seen are not remembered: name them with --tenant.
     Hosts(HostsArgs),
+    /// Check the setup and say how to fix what is wrong: the config, each
+    /// upstream (and which server answers), every tenant through portero's
+    /// routing, *.localhost, TLS and trust; then print the Django settings
+    /// it needs (exit 0 all well, 1 something to fix).
+    Doctor(DoctorArgs),
 }
 
 #[derive(Args)]
@@ -100,6 +105,23 @@ struct RunArgs {
     /// Config file (default: ./portero.toml if present, else the embedded default).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: ConfigFlags,
+    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides it for fine control).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+    /// Log format: text (human-readable; coloured on a terminal) or json
+    /// (one object per line), for portero's log and its access log.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    /// Where access lines go: - (stderr), a file (appended to), or off.
+    #[arg(long, value_name = "FILE|off", default_value = "-")]
+    access_log: String,
+}
+
+/// The flags that change the config, taken by `portero` and `portero doctor`.
+#[derive(Args, Clone, Default)]
+struct ConfigFlags {
     /// Address to listen on for plain HTTP [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
@@ -123,19 +145,23 @@ struct RunArgs {
     /// Private key (PEM) for the TLS listener.
     #[arg(long, value_name = "PEM")]
     tls_key: Option<PathBuf>,
-    /// Log level: error, warn, info, debug, trace (RUST_LOG overrides it for fine control).
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
-    log_level: String,
-    /// Log format: text (human-readable; coloured on a terminal) or json
-    /// (one object per line), for portero's log and its access log.
-    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
-    /// Where access lines go: - (stderr), a file (appended to), or off.
-    #[arg(long, value_name = "FILE|off", default_value = "-")]
-    access_log: String,
 }
 
-impl RunArgs {
+#[derive(Args)]
+struct DoctorArgs {
+    #[command(flatten)]
+    flags: ConfigFlags,
+    /// Also check this tenant through portero (repeatable); tenants in
+    /// [tenants.overrides] are always checked.
+    #[arg(long = "tenant", value_name = "NAME")]
+    tenants: Vec<String>,
+    /// The path requested through portero for each tenant [default:
+    /// /admin/ if routed to an upstream, else the first upstream route].
+    #[arg(long, value_name = "PATH")]
+    path: Option<String>,
+}
+
+impl ConfigFlags {
     fn overrides(&self) -> Overrides {
         Overrides {
             listen: self.listen.clone(),
@@ -147,12 +173,41 @@ impl RunArgs {
             tls_key: self.tls_key.clone(),
         }
     }
+
+    /// `self`'s flags, else `other`'s (`portero --backend X doctor`).
+    fn or(&self, other: &ConfigFlags) -> ConfigFlags {
+        ConfigFlags {
+            listen: self.listen.clone().or_else(|| other.listen.clone()),
+            backend: self.backend.clone().or_else(|| other.backend.clone()),
+            spa: self.spa.clone().or_else(|| other.spa.clone()),
+            base_domain: self
+                .base_domain
+                .clone()
+                .or_else(|| other.base_domain.clone()),
+            tls_listen: self.tls_listen.clone().or_else(|| other.tls_listen.clone()),
+            tls_cert: self.tls_cert.clone().or_else(|| other.tls_cert.clone()),
+            tls_key: self.tls_key.clone().or_else(|| other.tls_key.clone()),
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check) => check(cli.run.config),
+        Some(Command::Doctor(args)) => {
+            let opts = portero::doctor::Options {
+                config: cli.run.config.clone(),
+                overrides: args.flags.or(&cli.run.flags).overrides(),
+                tenants: args.tenants,
+                path: args.path,
+            };
+            if portero::doctor::run(&opts, &mut std::io::stdout().lock()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
         Some(Command::Cert(args)) => match cert(&args, &cli.run) {
             Ok(code) => code,
             Err(e) => {
@@ -180,7 +235,7 @@ fn main() -> ExitCode {
                 }
             };
             match load(&cli.run) {
-                Ok(config) => match serve(config, cli.run.overrides()) {
+                Ok(config) => match serve(config, cli.run.flags.overrides()) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e:#}");
@@ -238,7 +293,11 @@ fn cert(args: &CertArgs, run: &RunArgs) -> anyhow::Result<ExitCode> {
         return trust(&portero::trust::uninstall, args, &ca);
     }
     let config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
-    let base_domain = match args.base_domain.as_deref().or(run.base_domain.as_deref()) {
+    let base_domain = match args
+        .base_domain
+        .as_deref()
+        .or(run.flags.base_domain.as_deref())
+    {
         Some(d) => Some(
             portero::host::HostName::parse(d)
                 .map_err(|m| anyhow::anyhow!("--base-domain {d:?}: {m}"))?,
@@ -315,7 +374,7 @@ fn trust(
 /// `portero hosts [--write [--file PATH]]`.
 fn hosts(args: &HostsArgs, run: &RunArgs) -> anyhow::Result<()> {
     let mut config = Config::discover(run.config.as_deref()).context("cannot load the config")?;
-    if let Some(d) = args.base_domain.as_ref().or(run.base_domain.as_ref()) {
+    if let Some(d) = args.base_domain.as_ref().or(run.flags.base_domain.as_ref()) {
         config.tenants.base_domain = Some(
             portero::host::HostName::parse(d)
                 .map_err(|m| anyhow::anyhow!("--base-domain {d:?}: {m}"))?,
@@ -393,7 +452,7 @@ fn load(args: &RunArgs) -> Result<Config, String> {
         }
         Err(e) => return Err(e.to_string()),
     };
-    if let Err(errors) = args.overrides().apply(&mut config) {
+    if let Err(errors) = args.flags.overrides().apply(&mut config) {
         let errs = ConfigErrors {
             origin: Source::Embedded,
             text: String::new(),

@@ -26,6 +26,7 @@ const LAYERS: &[&[&str]] = &[
     &["snapshot"],
     &["dispatch"],
     &["server"],
+    &["doctor"],
 ];
 
 fn layer(top: &str) -> Option<usize> {

@@ -222,6 +222,7 @@ start_portero() {
   # shellcheck disable=SC2206
   [[ -n "${PORTERO_EXTRA_ARGS:-}" ]] && cmd+=($PORTERO_EXTRA_ARGS)
   log "starting portero: ${cmd[*]}"
+  export E2E_PORTERO_BIN="$PORTERO_BIN" E2E_PORTERO_CWD="$cwd"
   (cd "$cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero.stdout.log" 2>"$E2E_PORTERO_STDERR" &
   PORTERO_PID=$!
   export E2E_PORTERO_PID=$PORTERO_PID

@@ -8,6 +8,7 @@ very last one leaves Daphne stopped until its teardown restarts it.
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -249,3 +250,41 @@ def test_s6_backend_down_gives_502_after_wait_for(backend_down_then_restored):
     body = r.text
     upstream = re.sub(r"^https?://", "", BACKEND_URL)
     assert "backend" in body.lower() or upstream in body, f"502 body does not name the upstream: {body!r}"
+
+
+# ------------------------------------------------------------- 7. doctor ---
+# `portero doctor` with the same flags run.sh gives portero: it probes Daphne,
+# starts its own portero in-process and sends each tenant's host through it.
+
+def doctor(*extra):
+    cmd = [os.environ["E2E_PORTERO_BIN"], "doctor", "--backend", BACKEND_URL,
+           "--spa", os.environ["E2E_SPA_DIR"], "--base-domain", "chalanpro.net", *extra]
+    # cwd: the same empty folder portero runs in (no stray ./portero.toml).
+    p = subprocess.run(cmd, cwd=os.environ["E2E_PORTERO_CWD"], capture_output=True, text=True, timeout=60)
+    print(p.stdout, p.stderr)
+    return p
+
+
+def test_s7_doctor_all_well():
+    p = doctor("--tenant", "acme", "--tenant", "globex")
+    assert p.returncode == 0, p.stdout
+    assert "✗" not in p.stdout, p.stdout
+    assert re.search(r"✓ upstream backend \(.*\): Daphne", p.stdout), p.stdout
+    for t in ("acme", "globex"):
+        assert f"✓ tenant {t}: {t}.localhost → {t}.chalanpro.net: GET /admin/ → 302" in p.stdout, p.stdout
+    assert 'ALLOWED_HOSTS = [".chalanpro.net", "127.0.0.1", "[::1]"]' in p.stdout, p.stdout
+
+
+def test_s7_doctor_names_a_tenant_missing_in_the_database():
+    p = doctor("--tenant", "acme", "--tenant", "nosuch")
+    assert p.returncode == 1, p.stdout
+    assert "✗ tenant nosuch: nosuch.localhost → nosuch.chalanpro.net: tenant nosuch is probably missing in the database" in p.stdout, p.stdout
+    assert "✓ tenant acme: acme.localhost" in p.stdout, p.stdout
+    assert "1 problem(s) found" in p.stdout, p.stdout
+
+
+def test_s7_doctor_backend_stopped(backend_down_then_restored):
+    assert not e2e_backend.answers(timeout=1)
+    p = doctor("--tenant", "acme")
+    assert p.returncode == 1, p.stdout
+    assert "✗ upstream backend" in p.stdout and "start it with `daphne -b 127.0.0.1 -p" in p.stdout, p.stdout
