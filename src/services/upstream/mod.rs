@@ -25,8 +25,27 @@ use crate::http::rewrite;
 
 /// The pool for one upstream, with an idle list for each of `workers`.
 pub(crate) fn pool(up: &Arc<Upstream>, workers: usize, held: &Gauge) -> Arc<Pool> {
-    Arc::new(Pool::new(up.clone(), tls_for(up), workers, held.clone()))
+    let pool = Arc::new(Pool::new(up.clone(), tls_for(up), workers, held.clone()));
+    // The sweeper holds the pool weakly: it ends with the snapshot.
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        let weak = Arc::downgrade(&pool);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match weak.upgrade() {
+                    Some(pool) => pool.close_expired(),
+                    None => return,
+                }
+            }
+        });
+    }
+    pool
 }
+
+/// How often idle upstream connections past their timeout are closed.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A connection for one exchange, and whether it came from the pool: a
 /// pooled one, else a new one (with `upgrades`: always a new one, never

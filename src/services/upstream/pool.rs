@@ -276,6 +276,30 @@ impl Pool {
         }
     }
 
+    /// Closes idle connections older than the idle timeout (or closed by
+    /// the backend), oldest first, in every worker's list. Run by a sweeper
+    /// every few seconds: a backend that never closes idle connections
+    /// would otherwise keep them, and their descriptors, until traffic
+    /// comes back. It takes each worker's lock briefly, a few times a
+    /// minute.
+    pub(crate) fn close_expired(&self) {
+        self.close_idle_over(IDLE_TIMEOUT);
+    }
+
+    fn close_idle_over(&self, age: Duration) {
+        for slot in &self.slots {
+            let expired: Vec<Idle> = {
+                let mut idle = slot.lock();
+                let keep = idle
+                    .iter()
+                    .position(|i| i.since.elapsed() <= age && !i.conn.sender.is_closed())
+                    .unwrap_or(idle.len());
+                idle.drain(..keep).collect()
+            };
+            drop(expired);
+        }
+    }
+
     /// A new connection, counted by `permit` (handed back on failure, for
     /// the next attempt). With `upgrades`, the connection can be taken over
     /// by a protocol upgrade (WebSocket) and must not be pooled.
@@ -469,5 +493,22 @@ mod tests {
         // A dedicated connection (a tunnel) takes an idle one's place.
         assert!(matches!(pool.acquire(false).await, Some(Got::Permit(_))));
         assert!(pool.checkout().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_sweep_closes_idle_connections_past_their_age() {
+        let addr = answering_backend().await;
+        let pool = pool(addr, 4);
+        let conn = pool.connect(false, permit(&pool).await).await.ok().unwrap();
+        pool.checkin(conn);
+        pool.close_idle_over(Duration::from_secs(3600));
+        assert!(pool.checkout().await.is_some(), "young: kept");
+        let conn = pool.connect(false, permit(&pool).await).await.ok().unwrap();
+        pool.checkin(conn);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        pool.close_idle_over(Duration::ZERO);
+        assert!(pool.checkout().await.is_none(), "old: closed");
+        // Its permit came back: the cap counts only open connections.
+        assert_eq!(pool.slots[0].permits.available_permits(), 4);
     }
 }
