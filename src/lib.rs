@@ -20,8 +20,8 @@
 //! 0. `host`, `conn`: value types with no dependencies
 //! 1. `config`: TOML → raw structs → validated [`Config`]
 //! 2. `error`: the request error type and its one mapping to HTTP status
-//! 3. `routing`, `http`, `tls`, `watch`, `cert`, `trust`, `hosts`, `access_log`: rules and
-//!    plumbing, each knowing nothing of the services
+//! 3. `routing`, `http`, `tls`, `watch`, `cert`, `trust`, `hosts`, `access_log`,
+//!    `metrics`: rules and plumbing, each knowing nothing of the services
 //! 4. `services`: what a route leads to; each takes a narrow context
 //! 5. `snapshot`: the running snapshot (resolved routes, pools, folders)
 //!    and the state shared by connections
