@@ -104,27 +104,9 @@ fn bad_flags_exit_2_naming_the_flag() {
 #[test]
 fn no_arguments_in_an_empty_folder_serves_the_welcome_page() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("startup banner");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    let (mut child, addr) = start(cmd, dir.path(), "http");
     let body = http_get(&addr, "/");
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     assert!(body.contains("portero is running"));
@@ -243,28 +225,10 @@ fn cert_then_tls_listen_alone_serves_https_for_any_tenant() {
         "{text}"
     );
 
-    let mut child = Command::new(BIN)
-        .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
-        .args(["--base-domain", "example.test"])
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("startup banner");
-        if let Some(rest) = line.split("listening on https://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
+        .args(["--base-domain", "example.test"]);
+    let (mut child, addr) = start(cmd, dir.path(), "https");
 
     let ca = std::fs::read(dir.path().join("certs/dev-ca.pem")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -306,34 +270,16 @@ fn cert_then_tls_listen_alone_serves_https_for_any_tenant() {
 fn json_access_log_to_a_file_parses_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--access-log",
-        ])
-        .arg(&log)
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let addr = loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("startup banner");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.trim().to_string();
-        }
-    };
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--access-log",
+    ])
+    .arg(&log);
+    let (mut child, addr) = start(cmd, dir.path(), "http");
     const N: usize = 50;
     for i in 0..N {
         let r = http_get(&addr, &format!("/page-{i}"));
@@ -580,4 +526,27 @@ fn cert_install_and_uninstall_into_a_temporary_root() {
         anchors.join("portero-dev-ca.crt").exists(),
         "the copy still happens"
     );
+}
+
+/// Starts the binary in `dir` and waits for its banner's `listening on
+/// <scheme>://` line: the process and the address it bound.
+fn start(mut cmd: Command, dir: &std::path::Path, scheme: &str) -> (std::process::Child, String) {
+    let mut child = cmd.current_dir(dir).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let marker = format!("listening on {scheme}://");
+    let addr = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("startup banner");
+        if let Some(rest) = line.split(&marker).nth(1) {
+            break rest.trim().to_string();
+        }
+    };
+    (child, addr)
 }
