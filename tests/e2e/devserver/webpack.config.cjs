@@ -4,10 +4,20 @@
 // Env:
 //   E2E_DEVSERVER_APP   the app folder (a COPY of ./app: the test edits it)
 //   E2E_DEVSERVER_PORT  the port on 127.0.0.1
+//   E2E_DEVSERVER_REQUEST_LOG  if set, a JSON line per request and WebSocket
+//                       upgrade the dev server receives (url, Host, Origin)
+const fs = require("node:fs");
 const path = require("node:path");
 
 const app = path.resolve(process.env.E2E_DEVSERVER_APP || path.join(__dirname, "app"));
 const port = Number(process.env.E2E_DEVSERVER_PORT || 8081);
+const requestLog = process.env.E2E_DEVSERVER_REQUEST_LOG;
+
+function record(kind, req) {
+  if (!requestLog) return;
+  const { host = null, origin = null } = req.headers;
+  fs.appendFileSync(requestLog, JSON.stringify({ kind, url: req.url, host, origin }) + "\n");
+}
 
 module.exports = {
   mode: "development",
@@ -32,6 +42,15 @@ module.exports = {
       // exactly /ws. Vue CLI 5 projects set the same (README, "Fronting a
       // dev server instead").
       webSocketURL: "auto://0.0.0.0:0/ws",
+    },
+    // No allowedHosts: portero sends the dev server its own Host. The test
+    // reads the Host of every request and upgrade from this log.
+    setupMiddlewares: (middlewares) => {
+      middlewares.unshift({ name: "e2e-request-log", middleware: (req, res, next) => { record("http", req); next(); } });
+      return middlewares;
+    },
+    onListening: (devServer) => {
+      devServer.server.on("upgrade", (req) => record("upgrade", req));
     },
   },
 };
