@@ -4,8 +4,10 @@
 # PostgreSQL, Channels, Daphne) backend plus a headless-Chromium SPA test.
 #
 #   tests/e2e/run.sh                 full run (needs the portero binary): pytest
-#                                    scenarios, the browser test over http://, and
-#                                    the HTTPS browser test (minted certificates)
+#                                    scenarios, the browser test over http://, the
+#                                    HTTPS browser test (minted certificates), and
+#                                    a real webpack-dev-server 5 (HMR) behind a
+#                                    second portero started with flags only
 #   tests/e2e/run.sh --backend-only  setup + direct-to-Daphne smoke check
 #   tests/e2e/run.sh --ws-bench      setup + WebSocket echo latency, direct vs
 #                                    portero (vs nginx if on PATH); prints a
@@ -27,7 +29,7 @@ while (( $# )); do
     --browser-repeat)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --browser-repeat needs a count >= 1" >&2; exit 2; }
       BROWSER_REPEAT=$2; shift ;;
-    -h|--help) sed -n '3,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,20p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -56,6 +58,8 @@ die()  { printf '\n[e2e] FATAL: %s\n\n' "$*" >&2; exit 1; }
 WORK=""
 PORTERO_PID=""
 NGINX_PID=""
+WDS_PID=""
+DEV_PORTERO_PID=""
 PG_BIN=""
 PG_DATA=""
 
@@ -76,6 +80,8 @@ cleanup() {
   if [[ -n "$STAGE_PID" ]]; then kill_pid "$STAGE_PID" "stage"; wait "$STAGE_PID" 2>/dev/null; fi
   if [[ -n "$PORTERO_PID" ]]; then kill_pid "$PORTERO_PID" portero; wait "$PORTERO_PID" 2>/dev/null; fi
   if [[ -n "$NGINX_PID" ]]; then kill_pid "$NGINX_PID" nginx; wait "$NGINX_PID" 2>/dev/null; fi
+  if [[ -n "$DEV_PORTERO_PID" ]]; then kill_pid "$DEV_PORTERO_PID" "portero (dev server)"; wait "$DEV_PORTERO_PID" 2>/dev/null; fi
+  if [[ -n "$WDS_PID" ]]; then kill_pid "$WDS_PID" webpack-dev-server; wait "$WDS_PID" 2>/dev/null; fi
   if [[ -n "$WORK" && -f "$WORK/daphne.pid" ]]; then
     "$PY" "$HERE/e2e_backend.py" stop 2>/dev/null
     [[ -f "$WORK/daphne.pid" ]] && kill_pid "$(cat "$WORK/daphne.pid")" daphne
@@ -147,16 +153,23 @@ ensure_venv() {
   fi
 }
 
-ensure_node_modules() {
-  local want have=""
-  want="$(sha256sum "$HERE/browser/package-lock.json" | cut -d' ' -f1)"
-  [[ -f "$HERE/browser/node_modules/.lock.sha256" ]] && have="$(cat "$HERE/browser/node_modules/.lock.sha256")"
-  if [[ ! -d "$HERE/browser/node_modules/playwright-core" || "$want" != "$have" ]]; then
-    log "npm ci (playwright-core, no browser download)"
-    (cd "$HERE/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 600 npm ci --no-audit --no-fund --loglevel=error) \
-      || die "npm ci in tests/e2e/browser failed"
-    echo "$want" >"$HERE/browser/node_modules/.lock.sha256"
+# npm_ci DIR PROBE WHAT: npm ci in tests/e2e/DIR unless node_modules/PROBE
+# is there and the lock file has not changed since the last npm ci.
+npm_ci() {
+  local dir="$HERE/$1" probe=$2 what=$3 want have=""
+  want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  [[ -f "$dir/node_modules/.lock.sha256" ]] && have="$(cat "$dir/node_modules/.lock.sha256")"
+  if [[ ! -d "$dir/node_modules/$probe" || "$want" != "$have" ]]; then
+    log "npm ci in tests/e2e/$1 ($what)"
+    (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout 600 npm ci --no-audit --no-fund --loglevel=error) \
+      || die "npm ci in tests/e2e/$1 failed"
+    echo "$want" >"$dir/node_modules/.lock.sha256"
   fi
+}
+
+ensure_node_modules() {
+  npm_ci browser playwright-core "playwright-core, no browser download"
+  npm_ci devserver webpack-dev-server "webpack 5, webpack-cli, webpack-dev-server 5"
 }
 
 # ------------------------------------------------------------- PostgreSQL ---
@@ -246,6 +259,51 @@ start_portero() {
   done
 }
 
+# ------------------------------------------------- dev server + portero ---
+# A real webpack-dev-server 5 (tests/e2e/devserver) serving a copy of its app
+# on a free 127.0.0.1 port, and a second portero in front of it and Daphne,
+# started with flags only (no config file, an empty cwd): its default routes
+# send exactly /ws to the dev server and /ws/... to the backend. Exports
+# E2E_DEVSERVER_PORT, E2E_DEVSERVER_APP, E2E_DEVSERVER_REQUEST_LOG and
+# E2E_DEVSERVER_PORTERO_PORT.
+start_devserver() {
+  local dir="$HERE/devserver" cwd="$WORK/portero-devserver-cwd" addr=""
+  export E2E_DEVSERVER_APP="$WORK/devserver-app" E2E_DEVSERVER_PORT
+  export E2E_DEVSERVER_REQUEST_LOG="$OUT/devserver-requests.jsonl"
+  E2E_DEVSERVER_PORT="$(free_port)"
+  cp -r "$dir/app" "$E2E_DEVSERVER_APP"
+  log "starting webpack-dev-server on 127.0.0.1:$E2E_DEVSERVER_PORT (app copy $E2E_DEVSERVER_APP)"
+  (cd "$dir" && exec node node_modules/webpack-cli/bin/cli.js serve --config webpack.config.cjs) \
+    </dev/null >"$OUT/devserver.log" 2>&1 &
+  WDS_PID=$!
+  # The dev server answers only once its first build is done.
+  local t=$SECONDS ready=0
+  while (( SECONDS - t < 60 )); do
+    kill -0 "$WDS_PID" 2>/dev/null || { wait "$WDS_PID"; local rc=$?; WDS_PID=""; log "webpack-dev-server exited (code $rc) at startup"; return 1; }
+    if "$PY" -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=2).read()' \
+        "http://127.0.0.1:$E2E_DEVSERVER_PORT/main.js" 2>/dev/null; then ready=1; break; fi
+    sleep 0.2
+  done
+  (( ready )) || { log "webpack-dev-server did not serve /main.js within 60 s"; return 1; }
+  log "webpack-dev-server pid $WDS_PID serving after $((SECONDS - t)) s"
+  mkdir -p "$cwd"
+  local cmd=("$PORTERO_BIN" --listen 127.0.0.1:0 --spa "http://127.0.0.1:$E2E_DEVSERVER_PORT"
+             --backend "$E2E_BACKEND_URL" --base-domain "$BASE_DOMAIN")
+  log "starting portero (flags only): ${cmd[*]}"
+  (cd "$cwd" && exec "${cmd[@]}") </dev/null >"$OUT/portero-devserver.stdout.log" 2>"$OUT/portero-devserver.stderr.log" &
+  DEV_PORTERO_PID=$!
+  for _ in $(seq 200); do   # 20 s
+    addr="$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/portero-devserver.stderr.log" \
+            | grep -oE 'listening on http://127\.0\.0\.1:[0-9]+' | head -1 | sed 's#.*http://##')" || true
+    [[ -n "$addr" ]] && break
+    kill -0 "$DEV_PORTERO_PID" 2>/dev/null || { log "portero (dev server) exited at startup"; DEV_PORTERO_PID=""; return 1; }
+    sleep 0.1
+  done
+  [[ -n "$addr" ]] || { log "portero (dev server) did not log 'listening on http://127.0.0.1:PORT' within 20 s"; return 1; }
+  export E2E_DEVSERVER_PORTERO_PORT="${addr##*:}"
+  log "portero (dev server) pid $DEV_PORTERO_PID listening on http://$addr"
+}
+
 # ------------------------------------------------------------------ nginx ---
 # Optional peer for --ws-bench: nginx (one worker) as a WebSocket proxy to
 # Daphne on a free loopback port. Exports E2E_NGINX_PORT, or E2E_NGINX_NOTE
@@ -331,7 +389,9 @@ rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.s
       "$OUT"/{pytest-backend,pytest-scenarios,browser,browser-console}.log "$OUT"/backend-requests.jsonl \
       "$OUT"/{backend,scenarios}-junit.xml "$OUT"/browser-final.png \
       "$OUT"/{portero-cert,browser-https,browser-https-console}.log "$OUT"/browser-https-*.png \
-      "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md
+      "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md \
+      "$OUT"/{devserver,devserver-browser,devserver-console,portero-devserver.stdout,portero-devserver.stderr}.log \
+      "$OUT"/devserver-final.png "$OUT"/devserver-requests.jsonl
 rm -rf "$OUT"/browser-run[0-9]*
 export E2E_OUT="$OUT"
 
@@ -420,6 +480,18 @@ else
     log "browser test: $((BROWSER_REPEAT - bfailed)) of $BROWSER_REPEAT runs passed;" \
         "HTTPS browser test: $((BROWSER_REPEAT - hfailed)) of $BROWSER_REPEAT"
   fi
+
+  # The dev server test: its own dev server and portero (flags only), once.
+  rc=0
+  if start_devserver; then
+    log "running dev server browser test (webpack-dev-server HMR through portero on 127.0.0.1:$E2E_DEVSERVER_PORTERO_PORT)"
+    run_stage "$OUT/devserver-browser.log" 120 node "$HERE/browser/devserver_test.mjs" || rc=$?
+  else
+    rc=$?; log "dev server setup failed (exit $rc); see $OUT/devserver.log, $OUT/portero-devserver.stderr.log"
+  fi
+  [[ $rc == 0 ]] && RESULT[devserver]=PASS || RESULT[devserver]="FAIL(exit $rc)"
+  if [[ -n "$DEV_PORTERO_PID" ]]; then kill_pid "$DEV_PORTERO_PID" "portero (dev server)"; wait "$DEV_PORTERO_PID" 2>/dev/null; DEV_PORTERO_PID=""; fi
+  if [[ -n "$WDS_PID" ]]; then kill_pid "$WDS_PID" webpack-dev-server; wait "$WDS_PID" 2>/dev/null; WDS_PID=""; fi
 
   if kill -0 "$PORTERO_PID" 2>/dev/null; then
     if stop_portero_checked; then RESULT[sigterm_exit0]=PASS; else RESULT[sigterm_exit0]=FAIL; fi
