@@ -7,64 +7,25 @@
 //   E2E_OUT           output folder (screenshot, console log)
 //   CHROMIUM_BIN      default /usr/bin/chromium
 import { chromium } from "playwright-core";
+import { assert, harness, pollPage, required } from "./lib.mjs";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const PORT = required("E2E_PORTERO_PORT");
-const SPA_DIR = required("E2E_SPA_DIR");
+const WHO = "browser_test";
+const { results, log, check } = harness("browser");
+const PORT = required(WHO, "E2E_PORTERO_PORT");
+const SPA_DIR = required(WHO, "E2E_SPA_DIR");
 const OUT = process.env.E2E_OUT || path.resolve("out");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const ORIGIN = `http://acme.localhost:${PORT}`;
 const RELOAD_TIMEOUT_MS = 10_000;
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`browser_test: env ${name} is not set (run via tests/e2e/run.sh)`);
-    process.exit(2);
-  }
-  return v;
-}
 
-const results = [];
 const consoleLines = [];
-const log = (...a) => console.log("[browser]", ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, "PASS"]);
-    log(`PASS ${name} (${Date.now() - t0} ms)`);
-    return true;
-  } catch (e) {
-    results.push([name, "FAIL"]);
-    log(`FAIL ${name} (${Date.now() - t0} ms): ${e && e.stack ? e.stack : e}`);
-    return false;
-  }
-}
 
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
-// Poll fn() in the page until it returns a truthy value; survives navigations.
-async function pollPage(page, fn, arg, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await page.evaluate(fn, arg);
-      if (last) return last;
-    } catch (e) {
-      last = `evaluate failed (navigation?): ${e.message.split("\n")[0]}`;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-}
 
 const pageState = () => ({
   title: document.getElementById("title")?.textContent,

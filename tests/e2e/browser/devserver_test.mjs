@@ -14,76 +14,29 @@
 //   E2E_OUT                     output folder (screenshot, console log)
 //   CHROMIUM_BIN                default /usr/bin/chromium
 import { chromium } from "playwright-core";
+import { assert, harness, pollNode, pollPage, required } from "./lib.mjs";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const PORT = required("E2E_DEVSERVER_PORTERO_PORT");
-const WDS_PORT = required("E2E_DEVSERVER_PORT");
-const APP_DIR = required("E2E_DEVSERVER_APP");
-const REQUEST_LOG = required("E2E_DEVSERVER_REQUEST_LOG");
+const WHO = "devserver_test";
+const { results, log, check } = harness("devserver");
+const PORT = required(WHO, "E2E_DEVSERVER_PORTERO_PORT");
+const WDS_PORT = required(WHO, "E2E_DEVSERVER_PORT");
+const APP_DIR = required(WHO, "E2E_DEVSERVER_APP");
+const REQUEST_LOG = required(WHO, "E2E_DEVSERVER_REQUEST_LOG");
 const OUT = process.env.E2E_OUT || path.resolve("out");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const ORIGIN = `http://acme.localhost:${PORT}`;
 const HMR_URL = `ws://acme.localhost:${PORT}/ws`;
 const HMR_TIMEOUT_MS = 15_000;
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`devserver_test: env ${name} is not set (run via tests/e2e/run.sh)`);
-    process.exit(2);
-  }
-  return v;
-}
 
-const results = [];
 const consoleLines = [];
-const log = (...a) => console.log("[devserver]", ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, "PASS"]);
-    log(`PASS ${name} (${Date.now() - t0} ms)`);
-    return true;
-  } catch (e) {
-    results.push([name, "FAIL"]);
-    log(`FAIL ${name} (${Date.now() - t0} ms): ${e && e.stack ? e.stack : e}`);
-    return false;
-  }
-}
 
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
-async function pollPage(page, fn, arg, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await page.evaluate(fn, arg);
-      if (last) return last;
-    } catch (e) {
-      last = `evaluate failed (navigation?): ${e.message.split("\n")[0]}`;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-}
 
-async function pollNode(fn, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = fn();
-    if (v) return v;
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
 
 const pageState = () => ({
   title: document.getElementById("title")?.textContent,

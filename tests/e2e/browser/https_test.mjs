@@ -19,13 +19,16 @@
 //   E2E_OUT               output folder (screenshots, console log)
 //   CHROMIUM_BIN          default /usr/bin/chromium
 import { chromium } from "playwright-core";
+import { assert, harness, pollPage, required } from "./lib.mjs";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-const PORT = required("E2E_PORTERO_TLS_PORT");
-const CA = required("E2E_DEV_CA");
+const WHO = "https_test";
+const { results, log, check } = harness("https");
+const PORT = required(WHO, "E2E_PORTERO_TLS_PORT");
+const CA = required(WHO, "E2E_DEV_CA");
 const TENANTS = (process.env.E2E_HTTPS_TENANTS || "acme globex").split(/\s+/).filter(Boolean);
 const OUT = process.env.E2E_OUT || path.resolve("out");
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -39,53 +42,12 @@ const ARGS = [
   "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ];
 
-function required(name) {
-  const v = process.env[name];
-  if (!v) {
-    console.error(`https_test: env ${name} is not set (run via tests/e2e/run.sh)`);
-    process.exit(2);
-  }
-  return v;
-}
 
-const results = [];
 const consoleLines = [];
 const tmpDirs = [];
-const log = (...a) => console.log("[https]", ...a);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push([name, "PASS"]);
-    log(`PASS ${name} (${Date.now() - t0} ms)`);
-    return true;
-  } catch (e) {
-    results.push([name, "FAIL"]);
-    log(`FAIL ${name} (${Date.now() - t0} ms): ${e && e.stack ? e.stack : e}`);
-    return false;
-  }
-}
 
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
 
-async function pollPage(page, fn, arg, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await page.evaluate(fn, arg);
-      if (last) return last;
-    } catch (e) {
-      last = `evaluate failed: ${e.message.split("\n")[0]}`;
-    }
-    await sleep(100);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
-}
 
 function certutil(...args) {
   return execFileSync("certutil", args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });

@@ -1,0 +1,67 @@
+// What the browser tests share: required env, the check/assert harness,
+// and polling with a deadline (never a bare sleep where a condition exists).
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The value of env `name`, or exit 2 naming it (`who` is the test's name).
+export function required(who, name) {
+  const v = process.env[name];
+  if (!v) {
+    console.error(`${who}: env ${name} is not set (run via tests/e2e/run.sh)`);
+    process.exit(2);
+  }
+  return v;
+}
+
+export function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+// A logger prefixed with `[prefix]`, and `check(name, fn)`, which runs one
+// named check and records PASS or FAIL in `results`.
+export function harness(prefix) {
+  const results = [];
+  const log = (...a) => console.log(`[${prefix}]`, ...a);
+  async function check(name, fn) {
+    const t0 = Date.now();
+    try {
+      await fn();
+      results.push([name, "PASS"]);
+      log(`PASS ${name} (${Date.now() - t0} ms)`);
+      return true;
+    } catch (e) {
+      results.push([name, "FAIL"]);
+      log(`FAIL ${name} (${Date.now() - t0} ms): ${e && e.stack ? e.stack : e}`);
+      return false;
+    }
+  }
+  return { results, log, check };
+}
+
+// Polls fn(arg) in the page until it returns a truthy value; survives
+// navigations.
+export async function pollPage(page, fn, arg, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    try {
+      last = await page.evaluate(fn, arg);
+      if (last) return last;
+    } catch (e) {
+      last = `evaluate failed (navigation?): ${e.message.split("\n")[0]}`;
+    }
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${JSON.stringify(last)}`);
+}
+
+// Polls fn() in node until it returns a truthy value.
+export async function pollNode(fn, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = fn();
+    if (v) return v;
+    await sleep(100);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
