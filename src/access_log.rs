@@ -21,6 +21,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use crate::config::Upstream;
 use crate::error::Error;
 use crate::http::body::{Body, BoxError};
+use crate::inspector::{Finished, Headers};
 use crate::metrics::{Metrics, RouteStats};
 
 /// How access lines are written.
@@ -64,16 +65,32 @@ pub(crate) struct Entry {
     pub stats: Option<Arc<RouteStats>>,
     metrics: Arc<Metrics>,
     error: Option<(String, &'static str)>,
+    /// Over TLS (for the inspector's URLs).
+    tls: bool,
+    /// The request's headers, then the response's, while the inspector is
+    /// on; `None` (nothing copied) when it is off.
+    headers: Option<Box<Headers>>,
 }
 
 impl Entry {
     pub(crate) fn new<B>(
         req: &Request<B>,
         peer: std::net::SocketAddr,
+        tls: bool,
         metrics: Arc<Metrics>,
         start: Instant,
     ) -> Entry {
+        // A reference-counted copy of the header map, only for the
+        // inspector.
+        let headers = metrics.inspector.on().then(|| {
+            Box::new(Headers {
+                request: req.headers().clone(),
+                response: http::HeaderMap::new(),
+            })
+        });
         Entry {
+            tls,
+            headers,
             start,
             method: req.method().clone(),
             uri: req.uri().clone(),
@@ -94,8 +111,8 @@ impl Entry {
         self.error = Some((err.to_string(), err.fault().as_str()));
     }
 
-    /// Counts the request and writes its line.
-    fn finish(&self, bytes: u64, complete: bool) {
+    /// Counts the request, writes its line and hands it to the inspector.
+    fn finish(&mut self, bytes: u64, complete: bool) {
         let took = self.start.elapsed();
         self.metrics.observe(
             self.stats.as_deref(),
@@ -124,6 +141,24 @@ impl Entry {
                 }
             }
         }
+        let own = matches!(self.route, RouteLabel::Fixed("/__portero"));
+        let (error, headers) = (self.error.take(), self.headers.take());
+        self.metrics.inspector.record(Finished {
+            method: &self.method,
+            uri: &self.uri,
+            tls: self.tls,
+            host: self.host(),
+            tenant: self.tenant.as_deref(),
+            route: &self.route,
+            own,
+            status: self.status,
+            took,
+            upstream: self.upstream.as_ref().map(|u| u.name.as_str()),
+            bytes,
+            complete,
+            error,
+            headers,
+        });
     }
 
     fn text(&self, took: std::time::Duration, suffix: &str, colour: bool) -> String {
@@ -252,7 +287,10 @@ pub(crate) struct LoggedBody {
 }
 
 impl LoggedBody {
-    pub(crate) fn wrap(resp: Response<Body>, entry: Entry) -> Response<LoggedBody> {
+    pub(crate) fn wrap(resp: Response<Body>, mut entry: Entry) -> Response<LoggedBody> {
+        if let Some(h) = &mut entry.headers {
+            h.response = resp.headers().clone();
+        }
         resp.map(|inner| LoggedBody {
             inner,
             bytes: 0,
@@ -261,7 +299,7 @@ impl LoggedBody {
     }
 
     fn finish(&mut self, complete: bool) {
-        if let Some(e) = self.entry.take() {
+        if let Some(mut e) = self.entry.take() {
             e.finish(self.bytes, complete);
         }
     }

@@ -29,7 +29,13 @@ pub(crate) async fn handle(
     conn: Arc<Conn>,
     shared: Arc<Shared>,
 ) -> Response<LoggedBody> {
-    let mut entry = Entry::new(&req, conn.peer, shared.metrics.clone(), Instant::now());
+    let mut entry = Entry::new(
+        &req,
+        conn.peer,
+        conn.is_tls(),
+        shared.metrics.clone(),
+        Instant::now(),
+    );
     let accepts = Accepts::of(req.headers());
     let mut hsts = None;
     let mut resp = match route_request(req, &conn, &shared, &mut entry, &mut hsts).await {
@@ -58,7 +64,7 @@ pub(crate) async fn handle(
 async fn route_request(
     req: Request<Incoming>,
     conn: &Conn,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     entry: &mut Entry,
     hsts: &mut Option<HeaderValue>,
 ) -> Result<Response<Body>, Error> {
@@ -159,7 +165,7 @@ async fn route_request(
 /// What portero's own endpoints show, read from the running state.
 struct AdminView<'a> {
     snap: &'a Snapshot,
-    shared: &'a Shared,
+    shared: &'a Arc<Shared>,
 }
 
 impl admin::View for AdminView<'_> {
@@ -181,6 +187,34 @@ impl admin::View for AdminView<'_> {
         self.shared
             .metrics
             .encode(self.shared.tunnels.open(), &certs)
+    }
+
+    fn summary(&self) -> admin::Summary {
+        self.snap
+            .summary(&self.shared.metrics, self.shared.tunnels.open())
+    }
+
+    fn requests(&self) -> Vec<Arc<crate::inspector::Captured>> {
+        self.shared.metrics.inspector.requests()
+    }
+
+    fn events(&self) -> Option<admin::Events> {
+        let inspector = &self.shared.metrics.inspector;
+        let slot = inspector.stream_slot()?;
+        let shared = self.shared.clone();
+        Some(admin::Events {
+            records: inspector.subscribe(),
+            stop: shared.draining.clone(),
+            // The running snapshot at each tick, not this request's.
+            summary: Box::new(move || {
+                let summary = shared
+                    .snapshot
+                    .load()
+                    .summary(&shared.metrics, shared.tunnels.open());
+                serde_json::to_string(&summary).expect("strings and numbers serialize")
+            }),
+            _slot: slot,
+        })
     }
 }
 

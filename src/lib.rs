@@ -39,6 +39,7 @@ mod error;
 pub mod host;
 pub mod hosts;
 mod http;
+mod inspector;
 mod metrics;
 mod routing;
 mod server;

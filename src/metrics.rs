@@ -22,6 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::error::Error;
+use crate::inspector::Inspector;
 
 /// Tenants named in labels, at most; the others are `other`.
 pub(crate) const MAX_TENANTS: usize = 50;
@@ -93,6 +94,9 @@ pub(crate) struct Metrics {
     response_bytes: Counter,
     /// The tenants that have their own label.
     named_tenants: Mutex<HashSet<String>>,
+    /// What `/__portero/` shows of recent traffic, kept beside the
+    /// counters so a request carries one handle for both.
+    pub(crate) inspector: Inspector,
 }
 
 /// An open client connection, counted until dropped.
@@ -190,6 +194,7 @@ impl Metrics {
             open_tunnels,
             response_bytes,
             named_tenants: Mutex::new(HashSet::new()),
+            inspector: Inspector::new(),
         }
     }
 

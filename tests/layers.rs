@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
         "trust",
         "hosts",
         "access_log",
+        "inspector",
         "metrics",
     ],
     &["services"],

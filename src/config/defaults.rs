@@ -77,6 +77,9 @@ pub(super) fn admin_probes() -> Vec<ipnet::IpNet> {
         .collect()
 }
 
+/// `admin.inspector_size`: the last requests `/__portero/` shows.
+pub(super) const INSPECTOR_SIZE: usize = 300;
+
 /// `admin.allow`: loopback clients only.
 pub(super) fn admin_allow() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128"]

@@ -141,6 +141,8 @@ pub(super) struct RawTenantOverride {
 pub(super) struct RawAdmin {
     pub allow: Option<Vec<Spanned<String>>>,
     pub probes: Option<Vec<Spanned<String>>>,
+    pub inspector_size: Option<Spanned<i64>>,
+    pub inspector_unmask: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -78,6 +78,12 @@ pub struct AdminConfig {
     /// Client networks the probes (`/__portero/health`, `/__portero/ready`)
     /// answer: an orchestrator's prober connects from the node's address.
     pub probes: Vec<ipnet::IpNet>,
+    /// Requests the inspector on `/__portero/` keeps (the last ones); 0
+    /// turns it off, and with it every per-request copy of headers.
+    pub inspector_size: usize,
+    /// Show credential headers (`Cookie`, `Authorization`, …) in the
+    /// inspector as they are instead of masked.
+    pub inspector_unmask: bool,
 }
 
 impl AdminConfig {

@@ -90,11 +90,13 @@ impl Reloader {
         match self.reload(shared) {
             Outcome::Applied { took } => {
                 shared.metrics.reloaded(true);
+                shared.metrics.inspector.reloaded(None);
                 tracing::info!("{}: config reloaded in {took:?}", self.path.display())
             }
             Outcome::Kept(why) => {
                 shared.metrics.reloaded(false);
-                tracing::error!("config reload failed:\n{why}")
+                tracing::error!("config reload failed:\n{why}");
+                shared.metrics.inspector.reloaded(Some(why));
             }
         }
     }

@@ -1,14 +1,30 @@
 //! portero's own endpoints under `/__portero/`: the probes (health:
 //! the process serves; ready: the config is loaded and portero is not
-//! draining) and status. (`/__portero/livereload*` belongs to the
-//! live-reload service.)
+//! draining), status, metrics, and the page at `/__portero/` with its
+//! request inspector. (`/__portero/livereload*` belongs to the live-reload
+//! service.)
+//!
+//! The page is live by Server-Sent Events rather than polling: one stream
+//! per open page, fed by the inspector's broadcast channel, costs nothing
+//! while nobody changes, shows each request as it ends rather than a second
+//! later, and needs no WebSocket (the browser's `EventSource` reconnects by
+//! itself). The page's first view comes from `/__portero/state.json`.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Response};
+use http::{Method, Response, StatusCode};
+use http_body::Frame;
 use serde::Serialize;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::http::body::{Body, full};
+use crate::http::body::{Body, boxed, full};
+use crate::inspector::{Captured, Reload, StreamSlot, TenantView, UpstreamView};
 
 /// What `/__portero/status` reports, built by the caller from the running
 /// snapshot.
@@ -35,6 +51,62 @@ pub(crate) fn is_probe(path: &str) -> bool {
 const HEALTH: &str = "/__portero/health";
 const READY: &str = "/__portero/ready";
 const METRICS: &str = "/__portero/metrics";
+const PAGE: &str = "/__portero/";
+const PAGE_JS: &str = "/__portero/inspector.js";
+const PAGE_CSS: &str = "/__portero/inspector.css";
+const STATE: &str = "/__portero/state.json";
+const EVENTS: &str = "/__portero/events";
+
+/// The page's summary event comes this often.
+const SUMMARY_EVERY: Duration = Duration::from_secs(2);
+
+/// The header, upstream and tenant panels of `/__portero/`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Summary {
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub started: String,
+    pub profile: &'static str,
+    pub listeners: Vec<String>,
+    pub config: String,
+    pub last_reload: Option<Reload>,
+    /// Requests held right now, all upstreams together.
+    pub held: i64,
+    pub open_tunnels: usize,
+    pub inspector_size: usize,
+    pub inspector_unmask: bool,
+    pub upstreams: Vec<UpstreamRow>,
+    pub tenants: Vec<TenantRow>,
+    /// Tenants beyond the ones counted by name, added up.
+    pub other_tenants: TenantView,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct UpstreamRow {
+    pub name: String,
+    pub url: String,
+    pub held: i64,
+    /// `None` until a request went to it.
+    pub traffic: Option<UpstreamView>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TenantRow {
+    pub name: String,
+    #[serde(flatten)]
+    pub seen: TenantView,
+}
+
+/// What a live page is fed from.
+pub(crate) struct Events {
+    pub records: broadcast::Receiver<Arc<Captured>>,
+    /// The summary, as JSON.
+    pub summary: Box<dyn Fn() -> String + Send + Sync>,
+    /// Ends the stream (shutdown): a page never holds up a drain.
+    pub stop: CancellationToken,
+    /// Counts this page among the open ones while the stream lasts.
+    pub _slot: StreamSlot,
+}
 
 /// What the endpoints show, asked only when one needs it.
 pub(crate) trait View {
@@ -43,6 +115,12 @@ pub(crate) trait View {
     fn status(&self) -> Status;
     /// The Prometheus text exposition.
     fn metrics(&self) -> String;
+    /// The page's panels.
+    fn summary(&self) -> Summary;
+    /// The requests the inspector keeps, oldest first.
+    fn requests(&self) -> Vec<Arc<Captured>>;
+    /// A live feed, `None` when too many pages are open.
+    fn events(&self) -> Option<Events>;
 }
 
 /// Serves `path`.
@@ -68,6 +146,37 @@ pub(crate) fn serve(method: &Method, path: &str, view: &dyn View) -> Result<Resp
             ("application/json", body)
         }
         METRICS => ("text/plain; version=0.0.4; charset=utf-8", view.metrics()),
+        PAGE => return Ok(asset(method, "text/html; charset=utf-8", PAGE_HTML)),
+        PAGE_JS => {
+            return Ok(asset(
+                method,
+                "text/javascript; charset=utf-8",
+                include_str!("admin/inspector.js"),
+            ));
+        }
+        PAGE_CSS => {
+            return Ok(asset(
+                method,
+                "text/css; charset=utf-8",
+                include_str!("admin/inspector.css"),
+            ));
+        }
+        STATE => {
+            #[derive(Serialize)]
+            struct State<'a> {
+                summary: Summary,
+                requests: Vec<&'a Captured>,
+            }
+            let kept = view.requests();
+            let state = State {
+                summary: view.summary(),
+                requests: kept.iter().map(|r| &**r).collect(),
+            };
+            let mut body = serde_json::to_string(&state).expect("strings and numbers serialize");
+            body.push('\n');
+            ("application/json", body)
+        }
+        EVENTS => return Ok(events(view.events())),
         _ => return Err(Error::NotFound { path: path.into() }),
     };
     let mut resp = Response::new(full(body));
@@ -76,4 +185,89 @@ pub(crate) fn serve(method: &Method, path: &str, view: &dyn View) -> Result<Resp
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
+}
+
+const PAGE_HTML: &str = include_str!("admin/index.html");
+
+/// One of the page's files: no body for HEAD, and a policy that lets it load
+/// nothing but portero's own files.
+fn asset(method: &Method, ctype: &'static str, text: &'static str) -> Response<Body> {
+    let body = if method == Method::HEAD {
+        crate::http::body::empty()
+    } else {
+        full(text)
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(text.len()));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+             frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// `/__portero/events`: a `summary` event now and every [`SUMMARY_EVERY`],
+/// a `request` event per request the inspector keeps.
+fn events(events: Option<Events>) -> Response<Body> {
+    let Some(events) = events else {
+        let mut resp = Response::new(full("too many live pages open\n"));
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        return resp;
+    };
+    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let first = Bytes::from_static(b"retry: 2000\n\n");
+    let stream = futures_util::stream::unfold(
+        (events, tick, Some(first)),
+        |(mut ev, mut tick, first)| async move {
+            if let Some(first) = first {
+                return Some((first, (ev, tick, None)));
+            }
+            let chunk = tokio::select! {
+                _ = ev.stop.cancelled() => return None,
+                _ = tick.tick() => sse("summary", &(ev.summary)()),
+                got = ev.records.recv() => match got {
+                    Ok(rec) => sse(
+                        "request",
+                        &serde_json::to_string(&*rec).expect("strings and numbers serialize"),
+                    ),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        sse("lagged", &n.to_string())
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+            };
+            Some((chunk, (ev, tick, None)))
+        },
+    );
+    use futures_util::StreamExt as _;
+    let body = http_body_util::StreamBody::new(stream.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let mut resp = Response::new(boxed(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// One event; `data` is one line (JSON has no raw newlines).
+fn sse(event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
 }

@@ -69,6 +69,11 @@ impl Snapshot {
         livereload: &LiveReload,
         metrics: &Metrics,
     ) -> Snapshot {
+        metrics.inspector.configure(
+            config.admin.inspector_size,
+            config.admin.inspector_unmask,
+            config.upstreams.keys().map(String::as_str),
+        );
         let pools: HashMap<&str, Arc<Pool>> = config
             .upstreams
             .iter()
@@ -166,6 +171,67 @@ impl Snapshot {
                     url: u.url.to_string(),
                 })
                 .collect(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// The panels of `/__portero/`: this snapshot's config, what the
+    /// inspector saw.
+    pub(crate) fn summary(&self, metrics: &Metrics, open_tunnels: usize) -> admin::Summary {
+        let insp = &metrics.inspector;
+        let c = &self.config;
+        // Each upstream's pool, wherever a route leads to it.
+        let mut held: HashMap<&str, i64> = HashMap::new();
+        let tables = std::iter::once(&self.routes)
+            .chain(self.tenants.values().flat_map(|t| [&t.own, &t.shared]));
+        for table in tables {
+            for (_, routed) in table.iter() {
+                if let Target::Proxy(pool) = &routed.target {
+                    held.insert(pool.upstream.name.as_str(), pool.held_here.get());
+                }
+            }
+        }
+        let mut listeners: Vec<String> = c
+            .server
+            .listen
+            .iter()
+            .map(|a| format!("http://{a}"))
+            .collect();
+        if let Some(tls) = &c.tls {
+            listeners.extend(tls.listen.iter().map(|a| format!("https://{a}")));
+        }
+        let (tenants, other_tenants) = insp.tenants();
+        admin::Summary {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_s: insp.uptime().as_secs(),
+            started: humantime::format_rfc3339_seconds(insp.started).to_string(),
+            profile: match c.profile {
+                crate::config::Profile::Dev => "dev",
+                crate::config::Profile::Staging => "staging",
+            },
+            listeners,
+            config: c.source.to_string(),
+            last_reload: insp.last_reload(),
+            held: metrics.held.get(),
+            open_tunnels,
+            inspector_size: insp.size(),
+            inspector_unmask: insp.unmasked(),
+            upstreams: c
+                .upstreams
+                .values()
+                .map(|u| admin::UpstreamRow {
+                    name: u.name.clone(),
+                    url: u.url.to_string(),
+                    held: held.get(u.name.as_str()).copied().unwrap_or(0),
+                    traffic: insp.upstream(&u.name),
+                })
+                .collect(),
+            tenants: tenants
+                .into_iter()
+                .map(|(name, seen)| admin::TenantRow { name, seen })
+                .collect(),
+            other_tenants,
         }
     }
 }

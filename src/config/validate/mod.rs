@@ -19,6 +19,9 @@ use super::*;
 /// The highest `upstreams.*.max_connections`: a count of sockets, far
 /// beyond any file-descriptor limit.
 const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
+/// The inspector keeps whole header maps: beyond this it is a memory
+/// hazard, not a debugging aid.
+const MAX_INSPECTOR_SIZE: usize = 10_000;
 
 /// Collects problems while validating; each check reports and moves on.
 struct Checker {
@@ -384,6 +387,24 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             None => defaults::admin_probes(),
             Some(list) => c.nets("admin.probes", list),
         },
+        inspector_size: match &raw.admin.inspector_size {
+            None => defaults::INSPECTOR_SIZE,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if n <= MAX_INSPECTOR_SIZE => n,
+                _ => {
+                    c.err(
+                        "admin.inspector_size",
+                        Some(n.span()),
+                        format!(
+                            "{} is not a request count from 0 (off) to {MAX_INSPECTOR_SIZE}",
+                            n.get_ref()
+                        ),
+                    );
+                    defaults::INSPECTOR_SIZE
+                }
+            },
+        },
+        inspector_unmask: raw.admin.inspector_unmask.unwrap_or(false),
     };
 
     if c.errors.is_empty() {

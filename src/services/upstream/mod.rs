@@ -92,7 +92,7 @@ async fn connect_waiting(
                         up.url,
                         up.wait_for
                     );
-                    held = Some(Held::new(&pool.held));
+                    held = Some(Held::new(pool));
                 }
                 let remaining = up.wait_for.saturating_sub(started.elapsed());
                 tokio::time::sleep(backoff.min(remaining)).await;
@@ -106,19 +106,22 @@ async fn connect_waiting(
     }
 }
 
-/// A request counted as held while it waits for its upstream.
-struct Held<'a>(&'a Gauge);
+/// A request counted as held while it waits for its upstream, in all and
+/// for its upstream.
+struct Held<'a>(&'a Pool);
 
 impl<'a> Held<'a> {
-    fn new(gauge: &'a Gauge) -> Self {
-        gauge.inc();
-        Held(gauge)
+    fn new(pool: &'a Pool) -> Self {
+        pool.held.inc();
+        pool.held_here.inc();
+        Held(pool)
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.0.held.dec();
+        self.0.held_here.dec();
     }
 }
 

@@ -144,8 +144,11 @@ pub(crate) fn set_worker(id: usize) {
 }
 
 pub(crate) struct Pool {
-    /// Requests held right now while the upstream refuses connections.
+    /// Requests held right now while the upstream refuses connections
+    /// (every upstream's: the metric).
     pub held: Gauge,
+    /// The same, for this pool's upstream only (the status page).
+    pub held_here: Gauge,
     pub upstream: Arc<Upstream>,
     /// One idle list and connection cap per worker, indexed by the worker's
     /// number.
@@ -172,6 +175,7 @@ impl Pool {
         Pool {
             upstream,
             held,
+            held_here: Gauge::default(),
             slots: (0..workers.max(1))
                 .map(|_| Slot {
                     idle: Mutex::default(),
