@@ -77,8 +77,16 @@ pub(super) fn admin_probes() -> Vec<ipnet::IpNet> {
         .collect()
 }
 
-/// `admin.inspector_size`: the last requests `/__portero/` shows.
-pub(super) const INSPECTOR_SIZE: usize = 300;
+/// `admin.inspector_size`: the last requests `/__portero/` shows. On a
+/// developer's machine, 300; in staging, off: keeping requests costs the
+/// proxy 5 to 10% of its requests per second (BENCHMARKS.md), and a front
+/// door's operator turns it on when they need it.
+pub(super) fn inspector_size(profile: Profile) -> usize {
+    match profile {
+        Profile::Dev => 300,
+        Profile::Staging => 0,
+    }
+}
 
 /// `admin.allow`: loopback clients only.
 pub(super) fn admin_allow() -> Vec<ipnet::IpNet> {

@@ -572,3 +572,12 @@ fn insecure_cookies_default_by_profile_and_never_in_staging() {
     assert_eq!(errs[0].key, "server.insecure_cookies");
     assert!(errs[0].span.is_some());
 }
+
+#[test]
+fn the_inspector_is_on_in_dev_and_off_in_staging() {
+    assert_eq!(Config::embedded().admin.inspector_size, 300);
+    let staging = load("profile = \"staging\"\n").unwrap();
+    assert_eq!(staging.admin.inspector_size, 0);
+    let on = load("profile = \"staging\"\n[admin]\ninspector_size = 50\n").unwrap();
+    assert_eq!(on.admin.inspector_size, 50);
+}

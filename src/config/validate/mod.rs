@@ -388,7 +388,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             Some(list) => c.nets("admin.probes", list),
         },
         inspector_size: match &raw.admin.inspector_size {
-            None => defaults::INSPECTOR_SIZE,
+            None => defaults::inspector_size(profile),
             Some(n) => match usize::try_from(*n.get_ref()) {
                 Ok(n) if n <= MAX_INSPECTOR_SIZE => n,
                 _ => {
@@ -400,7 +400,7 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                             n.get_ref()
                         ),
                     );
-                    defaults::INSPECTOR_SIZE
+                    defaults::inspector_size(profile)
                 }
             },
         },
