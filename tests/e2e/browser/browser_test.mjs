@@ -13,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 
 const WHO = "browser_test";
-const { results, log, check } = harness("browser");
+const { log, check, run } = harness("browser");
 const PORT = required(WHO, "E2E_PORTERO_PORT");
 const SPA_DIR = required(WHO, "E2E_SPA_DIR");
 const OUT = process.env.E2E_OUT || path.resolve("out");
@@ -187,25 +187,7 @@ async function main() {
   }
 }
 
-const hardTimeout = setTimeout(() => {
-  console.error("[browser] FATAL: hard timeout (180 s)");
-  process.exit(3);
-}, 180_000);
-
-try {
-  await main();
-} catch (e) {
-  results.push(["browser_setup", "FAIL"]);
-  log(`FAIL browser_setup: ${e && e.stack ? e.stack : e}`);
-}
-clearTimeout(hardTimeout);
-const failed = results.filter(([, r]) => r !== "PASS").length;
-const passed = results.length - failed;
-for (const [n, r] of results) log(`${r.padEnd(4)} ${n}`);
-const expected = 5;
-if (results.length < expected && failed === 0) {
-  log(`only ${results.length} of ${expected} checks ran`);
-  process.exitCode = 1;
-}
-console.log(`browser: ${passed} passed, ${failed} failed`);
-if (failed) process.exitCode = 1;
+await run(main, {
+  timeoutMs: 180_000,
+  expected: 5,
+});

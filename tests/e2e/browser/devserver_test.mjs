@@ -20,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 
 const WHO = "devserver_test";
-const { results, log, check } = harness("devserver");
+const { log, check, run } = harness("devserver");
 const PORT = required(WHO, "E2E_DEVSERVER_PORTERO_PORT");
 const WDS_PORT = required(WHO, "E2E_DEVSERVER_PORT");
 const APP_DIR = required(WHO, "E2E_DEVSERVER_APP");
@@ -222,25 +222,7 @@ async function main() {
   }
 }
 
-const hardTimeout = setTimeout(() => {
-  console.error("[devserver] FATAL: hard timeout (100 s)");
-  process.exit(3);
-}, 100_000);
-
-try {
-  await main();
-} catch (e) {
-  results.push(["devserver_setup", "FAIL"]);
-  log(`FAIL devserver_setup: ${e && e.stack ? e.stack : e}`);
-}
-clearTimeout(hardTimeout);
-const failed = results.filter(([, r]) => r !== "PASS").length;
-const passed = results.length - failed;
-for (const [n, r] of results) log(`${r.padEnd(4)} ${n}`);
-const expected = 6;
-if (results.length < expected && failed === 0) {
-  log(`only ${results.length} of ${expected} checks ran`);
-  process.exitCode = 1;
-}
-console.log(`devserver: ${passed} passed, ${failed} failed`);
-if (failed) process.exitCode = 1;
+await run(main, {
+  timeoutMs: 100_000,
+  expected: 6,
+});

@@ -26,7 +26,7 @@ import os from "node:os";
 import path from "node:path";
 
 const WHO = "https_test";
-const { results, log, check } = harness("https");
+const { log, check, run } = harness("https");
 const PORT = required(WHO, "E2E_PORTERO_TLS_PORT");
 const CA = required(WHO, "E2E_DEV_CA");
 const TENANTS = (process.env.E2E_HTTPS_TENANTS || "acme globex").split(/\s+/).filter(Boolean);
@@ -214,28 +214,11 @@ async function main() {
   }
 }
 
-const hardTimeout = setTimeout(() => {
-  console.error("[https] FATAL: hard timeout (120 s)");
-  process.exit(3);
-}, 120_000);
-
-try {
-  await main();
-} catch (e) {
-  results.push(["https_setup", "FAIL"]);
-  log(`FAIL https_setup: ${e && e.stack ? e.stack : e}`);
-} finally {
-  fs.writeFileSync(path.join(OUT, "browser-https-console.log"), consoleLines.join("\n") + "\n");
-  for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
-}
-clearTimeout(hardTimeout);
-const failed = results.filter(([, r]) => r !== "PASS").length;
-const passed = results.length - failed;
-for (const [n, r] of results) log(`${r.padEnd(4)} ${n}`);
-const expected = 3 * TENANTS.length + 1;
-if (results.length < expected && failed === 0) {
-  log(`only ${results.length} of ${expected} checks ran`);
-  process.exitCode = 1;
-}
-console.log(`https: ${passed} passed, ${failed} failed`);
-if (failed) process.exitCode = 1;
+await run(main, {
+  timeoutMs: 120_000,
+  expected: 3 * TENANTS.length + 1,
+  cleanup: () => {
+    fs.writeFileSync(path.join(OUT, "browser-https-console.log"), consoleLines.join("\n") + "\n");
+    for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+  },
+});

@@ -35,7 +35,34 @@ export function harness(prefix) {
       return false;
     }
   }
-  return { results, log, check };
+  // Runs `main` under a hard timeout, records a failure of the setup
+  // itself, runs `cleanup`, prints the summary, and sets the exit code:
+  // failing if any check failed or fewer than `expected` ran.
+  async function run(main, { timeoutMs, expected, cleanup = () => {} }) {
+    const hardTimeout = setTimeout(() => {
+      console.error(`[${prefix}] FATAL: hard timeout (${timeoutMs / 1000} s)`);
+      process.exit(3);
+    }, timeoutMs);
+    try {
+      await main();
+    } catch (e) {
+      results.push([`${prefix}_setup`, "FAIL"]);
+      log(`FAIL ${prefix}_setup: ${e && e.stack ? e.stack : e}`);
+    } finally {
+      cleanup();
+    }
+    clearTimeout(hardTimeout);
+    const failed = results.filter(([, r]) => r !== "PASS").length;
+    const passed = results.length - failed;
+    for (const [n, r] of results) log(`${r.padEnd(4)} ${n}`);
+    if (results.length < expected && failed === 0) {
+      log(`only ${results.length} of ${expected} checks ran`);
+      process.exitCode = 1;
+    }
+    console.log(`${prefix}: ${passed} passed, ${failed} failed`);
+    if (failed) process.exitCode = 1;
+  }
+  return { results, log, check, run };
 }
 
 // Polls fn(arg) in the page until it returns a truthy value; survives
