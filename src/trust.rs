@@ -18,11 +18,38 @@ use std::process::Command;
 
 /// The name the CA is stored under in NSS databases and the keychain.
 pub const NICKNAME: &str = "portero development CA";
-/// The file name in the system's anchor folder.
-const DEBIAN_FILE: &str = "portero-dev-ca.crt";
-const FEDORA_FILE: &str = "portero-dev-ca.pem";
-const DEBIAN_DIR: &str = "usr/local/share/ca-certificates";
-const FEDORA_DIR: &str = "etc/pki/ca-trust/source/anchors";
+/// A Linux system trust store: the folder of extra anchors, the file name
+/// the CA gets there, and the command that rebuilds the store from it.
+struct Anchors {
+    dir: &'static str,
+    file: &'static str,
+    update: &'static str,
+    install_args: &'static [&'static str],
+    uninstall_args: &'static [&'static str],
+}
+
+/// Debian and Ubuntu, then Fedora; the first whose folder exists is used.
+const LINUX_STORES: [Anchors; 2] = [
+    Anchors {
+        dir: "usr/local/share/ca-certificates",
+        file: "portero-dev-ca.crt",
+        update: "update-ca-certificates",
+        install_args: &[],
+        uninstall_args: &["--fresh"],
+    },
+    Anchors {
+        dir: "etc/pki/ca-trust/source/anchors",
+        file: "portero-dev-ca.pem",
+        update: "update-ca-trust",
+        install_args: &["extract"],
+        uninstall_args: &["extract"],
+    },
+];
+const STORE_HINT: &str = "install the ca-certificates package and run again";
+
+fn linux_store(env: &Env) -> Option<&'static Anchors> {
+    LINUX_STORES.iter().find(|a| env.at(a.dir).is_dir())
+}
 const MAC_KEYCHAIN: &str = "Library/Keychains/System.keychain";
 
 /// What the steps depend on.
@@ -201,39 +228,22 @@ pub fn install(env: &Env, ca: &Path) -> Plan {
             true,
             "",
         ));
-    } else if env.at(DEBIAN_DIR).is_dir() {
+    } else if let Some(store) = linux_store(env) {
         plan.steps.push(Step {
             action: Action::Copy {
                 from: ca.to_path_buf(),
-                to: env.at(DEBIAN_DIR).join(DEBIAN_FILE),
+                to: env.at(store.dir).join(store.file),
             },
             needs_root: true,
             hint: "",
         });
-        plan.steps.push(run(
-            "update-ca-certificates",
-            &[],
-            true,
-            "install the ca-certificates package and run again",
-        ));
-    } else if env.at(FEDORA_DIR).is_dir() {
-        plan.steps.push(Step {
-            action: Action::Copy {
-                from: ca.to_path_buf(),
-                to: env.at(FEDORA_DIR).join(FEDORA_FILE),
-            },
-            needs_root: true,
-            hint: "",
-        });
-        plan.steps.push(run(
-            "update-ca-trust",
-            &["extract"],
-            true,
-            "install the ca-certificates package and run again",
-        ));
+        plan.steps
+            .push(run(store.update, store.install_args, true, STORE_HINT));
     } else {
+        let dirs: Vec<String> = LINUX_STORES.iter().map(|a| format!("/{}", a.dir)).collect();
         plan.notes.push(format!(
-            "no system trust store found (/{DEBIAN_DIR}, /{FEDORA_DIR} or macOS): trust {ca_s} by hand (certs/README.md)"
+            "no system trust store found ({} or macOS): trust {ca_s} by hand (certs/README.md)",
+            dirs.join(", ")
         ));
     }
     let dbs = nss_databases(env);
@@ -267,30 +277,14 @@ pub fn uninstall(env: &Env, ca: &Path) -> Plan {
             true,
             "",
         ));
-    } else if env.at(DEBIAN_DIR).is_dir() {
+    } else if let Some(store) = linux_store(env) {
         plan.steps.push(Step {
-            action: Action::Remove(env.at(DEBIAN_DIR).join(DEBIAN_FILE)),
+            action: Action::Remove(env.at(store.dir).join(store.file)),
             needs_root: true,
             hint: "",
         });
-        plan.steps.push(run(
-            "update-ca-certificates",
-            &["--fresh"],
-            true,
-            "install the ca-certificates package and run again",
-        ));
-    } else if env.at(FEDORA_DIR).is_dir() {
-        plan.steps.push(Step {
-            action: Action::Remove(env.at(FEDORA_DIR).join(FEDORA_FILE)),
-            needs_root: true,
-            hint: "",
-        });
-        plan.steps.push(run(
-            "update-ca-trust",
-            &["extract"],
-            true,
-            "install the ca-certificates package and run again",
-        ));
+        plan.steps
+            .push(run(store.update, store.uninstall_args, true, STORE_HINT));
     } else {
         plan.notes.push(format!(
             "no system trust store found: remove {} by hand if you trusted it",
@@ -374,6 +368,11 @@ pub fn execute(env: &Env, plan: &Plan, out: &mut dyn Write) -> std::io::Result<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const DEBIAN_DIR: &str = LINUX_STORES[0].dir;
+    const DEBIAN_FILE: &str = LINUX_STORES[0].file;
+    const FEDORA_DIR: &str = LINUX_STORES[1].dir;
+    const FEDORA_FILE: &str = LINUX_STORES[1].file;
 
     fn env(root: &Path, privileged: bool) -> Env {
         Env {
