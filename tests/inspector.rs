@@ -479,3 +479,43 @@ async fn open_tunnels_and_refused_handshakes_are_listed() {
     );
     p.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_over_tls_and_http2_replays_over_tls() {
+    use support::tls::{TestCa, accept_any, connect, start_tls, tls_config};
+    let echo = Echo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCa::new().issue(dir.path(), "dev", &["localhost", "*.localhost"]);
+    let p = start_tls(cfg(echo.addr, ""), tls_config(vec![cert])).await;
+    let host = format!("acme.localhost:{}", p.tls_addr.port());
+    let s = connect(p.tls_addr, "acme.localhost", accept_any(&[b"h2"]))
+        .await
+        .unwrap();
+    let r = support::tls::get(s, &host, "/api/secure?q=1").await;
+    assert_eq!(r.version, http::Version::HTTP_2);
+    assert_eq!(r.status, 200);
+
+    let page = &p.portero;
+    let s = state(page).await;
+    let rec = record(&s, "/api/secure?q=1");
+    assert_eq!(rec["scheme"], "https");
+    let r = replay(page, &rec["id"], &[("x-portero-replay", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out: Value = serde_json::from_slice(&r.body).unwrap();
+    let body = out["body"].as_str().unwrap();
+    // HTTP/2 named the host in :authority; the replay sends it as Host.
+    assert!(body.starts_with("GET /api/secure?q=1\n"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(body.contains("x-forwarded-host: acme.localhost"), "{body}");
+    let s = state(page).await;
+    let again: Vec<&Value> = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"] == "/api/secure?q=1")
+        .collect();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1]["scheme"], "https");
+    assert_eq!(again[1]["tenant"], "acme");
+    p.stop().await;
+}
