@@ -136,8 +136,12 @@ impl Entry {
     /// Counts the request, writes its line and hands it to the inspector.
     fn finish(&mut self, bytes: u64, complete: bool) {
         let took = self.start.elapsed();
+        let unrouted = match self.route {
+            RouteLabel::Fixed(label) => label,
+            RouteLabel::Route(_) => "-",
+        };
         self.metrics.observe(
-            self.stats.as_deref(),
+            self.stats.as_deref().ok_or(unrouted),
             self.tenant.as_deref(),
             self.status,
             took,
