@@ -283,7 +283,7 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             livereload,
-            tunnels: Tunnels::default(),
+            tunnels: Tunnels::counting(metrics.tunnel_bytes.clone()),
             tls_certs: OnceLock::new(),
             draining: Default::default(),
             metrics,
