@@ -301,6 +301,11 @@ impl Metrics {
     }
 
     /// Counts a client connection as open until the guard is dropped.
+    /// Client connections open now.
+    pub(crate) fn connections(&self) -> i64 {
+        self.open_connections.get()
+    }
+
     pub(crate) fn connection(&self) -> OpenConnection {
         self.open_connections.inc();
         OpenConnection(self.open_connections.clone())

@@ -212,6 +212,7 @@ impl Snapshot {
             config: c.source.to_string(),
             last_reload: insp.last_reload(),
             held: metrics.held.get(),
+            connections: metrics.connections(),
             open_tunnels: tunnels.open(),
             inspector_size: insp.size(),
             inspector_unmask: insp.unmasked(),
