@@ -472,8 +472,13 @@ impl Inspector {
         );
         let host = cut(f.host, MAX_TARGET).to_string();
         let request_headers = copy(&headers.request, unmask);
-        let curl = curl(f.method, scheme, &host, target, &request_headers);
         let request_tap = headers.request_body.take().map(|t| t.take());
+        // A body kept whole, as text, goes into the command too.
+        let whole = request_tap
+            .as_ref()
+            .filter(|t| t.ended && t.total > 0 && t.kept.len() as u64 == t.total)
+            .and_then(|t| std::str::from_utf8(&t.kept).ok());
+        let curl = curl(f.method, scheme, &host, target, &request_headers, whole);
         let response_body = headers.response_body.take().map(|t| {
             let t = t.take();
             Kept::of(&t.kept, t.total)
@@ -782,17 +787,20 @@ pub(crate) fn shell_quote(s: &str) -> String {
 }
 
 /// The request as a curl command: method, URL, headers (without those curl
-/// writes itself). The body was not kept, so there is none.
+/// writes itself), and the body when it was kept whole.
 pub(crate) fn curl(
     method: &Method,
     scheme: &str,
     host: &str,
     target: &str,
     headers: &[(String, String)],
+    body: Option<&str>,
 ) -> String {
     let mut cmd = String::from("curl");
     match *method {
         Method::GET => {}
+        // --data-binary makes it a POST.
+        Method::POST if body.is_some() => {}
         Method::HEAD => cmd.push_str(" --head"),
         ref m => {
             cmd.push_str(" -X ");
@@ -812,6 +820,10 @@ pub(crate) fn curl(
         }
         cmd.push_str(" -H ");
         cmd.push_str(&shell_quote(&format!("{n}: {value}")));
+    }
+    if let Some(body) = body {
+        cmd.push_str(" --data-binary ");
+        cmd.push_str(&shell_quote(body));
     }
     cmd
 }
@@ -851,6 +863,7 @@ mod tests {
                 ("x-note", "it's here"),
                 ("cookie", MASKED),
             ]),
+            None,
         );
         assert_eq!(
             cmd,
@@ -859,7 +872,7 @@ mod tests {
              -H 'x-note: it'\\''s here' -H 'cookie: [masked]'"
         );
         assert_eq!(
-            curl(&Method::HEAD, "https", "a", "/", &[]),
+            curl(&Method::HEAD, "https", "a", "/", &[], None),
             "curl --head 'https://a/'"
         );
         assert_eq!(
@@ -868,9 +881,26 @@ mod tests {
                 "http",
                 "a",
                 "/x",
-                &h(&[("content-length", "0")])
+                &h(&[("content-length", "0")]),
+                None,
             ),
             "curl -X 'DELETE' 'http://a/x'"
+        );
+        assert_eq!(
+            curl(
+                &Method::POST,
+                "http",
+                "a",
+                "/x",
+                &h(&[("content-type", "application/json")]),
+                Some("{\"it's\":1}"),
+            ),
+            "curl 'http://a/x' -H 'content-type: application/json' \
+             --data-binary '{\"it'\\''s\":1}'"
+        );
+        assert_eq!(
+            curl(&Method::PUT, "http", "a", "/x", &[], Some("v")),
+            "curl -X 'PUT' 'http://a/x' --data-binary 'v'"
         );
     }
 

@@ -312,6 +312,8 @@ async fn bodies_are_kept_and_a_replay_sends_the_request_again() {
     assert_eq!(resp_body["cut"], true);
     assert_eq!(resp_body["bytes"], small.body.len());
     assert!(rec["replay_blocked"].is_null(), "{rec}");
+    let curl = rec["curl"].as_str().unwrap();
+    assert!(curl.ends_with(r#" --data-binary '{"name":"é"}'"#), "{curl}");
     let bigrec = record(&s, "/api/big");
     assert_eq!(bigrec["request_body"]["bytes"], 100);
     assert_eq!(bigrec["request_body"]["cut"], true);
@@ -524,5 +526,50 @@ async fn a_request_over_tls_and_http2_replays_over_tls() {
     assert_eq!(again.len(), 2);
     assert_eq!(again[1]["scheme"], "https");
     assert_eq!(again[1]["tenant"], "acme");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_that_arrive_with_the_101_are_counted() {
+    // A backend that greets in the same write as its 101 (as Channels'
+    // consumers often do): hyper reads the greeting with the head.
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = backend.accept().await.unwrap();
+        read_head(&mut s).await;
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n\x81\x02hi",
+        )
+        .await
+        .unwrap();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest).await;
+        rest
+    });
+    let p = start(config(&format!(
+        "[upstreams.chat]\nurl = \"http://{backend_addr}\"\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"chat\"\n"
+    )))
+    .await;
+    let mut c = TcpStream::connect(p.addr).await.unwrap();
+    // The client's first frame rides with its handshake, too.
+    c.write_all(
+        b"GET /ws/x HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n\x81\x80abcd",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let sum = summary_until(&p, "the greeting counted", |s| {
+        s["tunnels"][0]["down"].as_u64() == Some(4)
+    })
+    .await;
+    assert_eq!(sum["tunnels"][0]["up"], 6, "{sum}");
+    drop(c);
+    assert_eq!(server.await.unwrap(), b"\x81\x80abcd");
     p.stop().await;
 }

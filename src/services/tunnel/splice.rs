@@ -136,7 +136,9 @@ async fn pipe(
     activity: &Activity,
     counted: Side<'_>,
 ) -> io::Result<u64> {
-    let mut total = 0u64;
+    // Bytes hyper read along with the handshake count like any others.
+    let mut total = pre.len() as u64;
+    counted.add(pre.len());
     let mut pending: Vec<u8> = pre.to_vec();
     // `pre` is a view into hyper's whole read buffer: holding it would keep
     // that buffer alive for the life of the tunnel.
