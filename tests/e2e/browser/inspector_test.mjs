@@ -1,0 +1,346 @@
+// Browser test of portero's own page, /__portero/ (issue #15): Chromium
+// opens it once and, without a reload, watches traffic that node sends
+// through portero to the real Django + django-tenants + Channels backend.
+//
+// - the page and everything it loads come from portero's own origin (no
+//   CDN: it works offline);
+// - live traffic by tenant: the tenants table counts requests of `acme` and
+//   `globex` as they happen, and each request arrives as a row of the
+//   requests table (Server-Sent Events) with method, tenant, path, status;
+// - the tenant and status filters narrow the rows;
+// - a click on a row opens the detail with request and response headers,
+//   and a Cookie and an Authorization header sent show as `[masked]`;
+// - "Copy as curl": the command the page shows (and puts on the clipboard),
+//   run as it is by the real curl, gets the status the original request got;
+// - screenshots of the page with that traffic: out/inspector.png, and with
+//   the detail of the request sent with credentials: inspector-detail.png.
+//
+// Env (exported by tests/e2e/run.sh):
+//   E2E_PORTERO_PORT  port portero listens on (127.0.0.1)
+//   E2E_OUT           output folder (screenshot, console log)
+//   CHROMIUM_BIN      default /usr/bin/chromium
+import { chromium } from "playwright-core";
+import { assert, harness, pollAsync, required } from "./lib.mjs";
+import { execFile } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+
+const WHO = "inspector_test";
+const { log, check, run } = harness("inspector");
+const PORT = required(WHO, "E2E_PORTERO_PORT");
+const OUT = process.env.E2E_OUT || path.resolve("out");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+// The page is opened on loopback ([admin] allow), as a developer would.
+const ORIGIN = `http://127.0.0.1:${PORT}`;
+const PAGE = `${ORIGIN}/__portero/`;
+const TENANTS = ["acme", "globex"];
+// Marks this run's requests (in the query string), so rows left in the
+// inspector by the tests before this one are told apart.
+const NONCE = `i${Date.now().toString(36)}`;
+const LIVE_MS = 10_000;   // a request's row, or a summary (every 2 s), to show
+
+const consoleLines = [];
+
+// ------------------------------------------------------------------ node ---
+
+// One request through portero, as a client of `tenant` would send it.
+function send(tenant, method, target, headers = {}, body = null) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: "127.0.0.1", port: PORT, method, path: target, agent: false,
+      headers: { Host: `${tenant}.localhost:${PORT}`, ...headers },
+    }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString("utf8") }));
+      res.on("error", reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`${method} ${target} for ${tenant}: no answer in 10 s`)));
+    req.on("error", reject);
+    req.end(body ?? undefined);
+  });
+}
+
+async function sendExpect(status, tenant, method, target, headers = {}, body = null) {
+  const r = await send(tenant, method, target, headers, body);
+  assert(r.status === status, `${method} ${target} for ${tenant}: status ${r.status}, expected ${status}: ${r.body.slice(0, 300)}`);
+  return r;
+}
+
+// A shell command line, run by sh; stdout and the exit code.
+function shell(cmd, timeoutMs = 15_000) {
+  return new Promise((resolve) => {
+    execFile("sh", ["-c", cmd], { timeout: timeoutMs, encoding: "utf8" }, (err, stdout, stderr) =>
+      resolve({ code: err ? (err.code ?? "killed") : 0, stdout, stderr }));
+  });
+}
+
+// ------------------------------------------------------------------ page ---
+
+// A table of the page as objects keyed by its column headings (so a column
+// added to the page does not shift the checks); `_id` is the row's data-id.
+// Runs in the page.
+function readTable(selector) {
+  const t = document.querySelector(selector);
+  if (!t || !t.tHead || !t.tBodies[0]) return null;
+  const heads = [...t.tHead.rows[0].cells].map((c) => c.textContent.trim());
+  return [...t.tBodies[0].rows].map((tr) => {
+    const o = { _id: tr.dataset.id ?? null };
+    [...tr.cells].forEach((c, i) => { o[heads[i] ?? `col${i}`] = c.textContent.trim(); });
+    return o;
+  });
+}
+
+async function main() {
+  fs.mkdirSync(OUT, { recursive: true });
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portero-e2e-chromium-inspector-"));
+  log(`chromium ${CHROMIUM}, profile ${userDataDir}, page ${PAGE}, run marker ${NONCE}`);
+  const context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 60_000,
+    viewport: { width: 1400, height: 900 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+  // Every request any page of this browser makes (the page's own files, its
+  // state.json and event stream, whatever else it would fetch).
+  const requested = [];
+  context.on("request", (r) => requested.push(r.url()));
+  let navigations = 0;
+  try {
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: ORIGIN });
+    const page = context.pages()[0] || (await context.newPage());
+    page.on("console", (m) => consoleLines.push(`[console.${m.type()}] ${m.text()}`));
+    page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+    page.on("requestfailed", (r) => consoleLines.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
+    page.on("websocket", (w) => requested.push(w.url()));
+    page.on("framenavigated", (f) => {
+      if (f === page.mainFrame()) {
+        navigations += 1;
+        consoleLines.push(`[navigated #${navigations}] ${f.url()}`);
+      }
+    });
+    const table = (sel) => page.evaluate(readTable, sel);
+    // This run's rows of the requests table, newest first.
+    const mine = async () => (await table("#requests")).filter((r) => r.path.includes(NONCE));
+    let lastSeen;
+    const waitRows = (what, pred, ms = LIVE_MS) =>
+      pollAsync(async () => { lastSeen = await mine(); return pred(lastSeen) && lastSeen; }, ms, what, () => lastSeen);
+
+    const loaded = await check("page_loads_from_portero_only", async () => {
+      const resp = await page.goto(PAGE, { waitUntil: "load", timeout: 20_000 });
+      assert(resp && resp.status() === 200, `GET ${PAGE} status ${resp && resp.status()}`);
+      const csp = resp.headers()["content-security-policy"] || "";
+      assert(/default-src 'none'/.test(csp), `CSP of the page: ${JSON.stringify(csp)}`);
+      // Live: the event stream is open and the first summary has been shown.
+      await pollAsync(() => page.evaluate(() => document.getElementById("live").textContent === "yes"
+          && document.getElementById("version").textContent !== ""),
+        LIVE_MS, "#live to say \"yes\" and #version to be filled");
+      const note = await page.textContent("#inspector-note");
+      assert(/credentials masked/.test(note), `#inspector-note: ${JSON.stringify(note)}`);
+      const foreign = requested.filter((u) => new URL(u).origin !== ORIGIN);
+      assert(foreign.length === 0, `requests to other origins: ${JSON.stringify(foreign)}`);
+      const own = requested.map((u) => new URL(u).pathname);
+      for (const p of ["/__portero/", "/__portero/inspector.js", "/__portero/inspector.css",
+                       "/__portero/state.json", "/__portero/events"]) {
+        assert(own.includes(p), `the page did not request ${p}; it requested ${JSON.stringify(own)}`);
+      }
+      log(`page loaded; requests so far: ${JSON.stringify(own)}`);
+      await page.evaluate(() => { window.__marker = "loaded-once"; });
+    });
+    if (!loaded) return;
+
+    // The tenants table's row for `name`, as numbers.
+    const tenantRow = async (name) => {
+      const r = (await table("#tenants")).find((t) => t.tenant === name);
+      return r ? { requests: Number(r.requests), errors: Number(r.errors) } : { requests: 0, errors: 0 };
+    };
+    let tenantsSeen;
+    const waitTenants = (what, pred) => pollAsync(async () => {
+      tenantsSeen = await table("#tenants");
+      const now = Object.fromEntries(await Promise.all(TENANTS.map(async (t) => [t, await tenantRow(t)])));
+      return pred(now) && now;
+    }, LIVE_MS, what, () => tenantsSeen);
+
+    // What each request of this run was: target -> {tenant, method, status}.
+    const sent = new Map();
+    const burst = async (round) => {
+      const list = [
+        ["acme", "GET", `/api/whoami/?${NONCE}=${round}a1`, 200],
+        ["acme", "GET", `/api/whoami/?${NONCE}=${round}a2`, 200],
+        ["globex", "GET", `/api/whoami/?${NONCE}=${round}g1`, 200],
+        ["globex", "GET", `/api/missing-${NONCE}-${round}/`, 404],
+      ];
+      for (const [tenant, method, target, status] of list) {
+        const r = await sendExpect(status, tenant, method, target);
+        if (status === 200) {
+          const who = JSON.parse(r.body);
+          assert(who.tenant === tenant, `${target} for ${tenant} reached tenant ${who.tenant}`);
+        }
+        sent.set(target, { tenant, method, status });
+      }
+      return list.length;
+    };
+    const rowsMatchSent = (rows) => [...sent].every(([target, s]) => rows.some((r) =>
+      r.path === target && r.method === s.method && r.tenant === s.tenant && r.status === String(s.status)));
+
+    await check("live_traffic_by_tenant", async () => {
+      const before = Object.fromEntries(await Promise.all(TENANTS.map(async (t) => [t, await tenantRow(t)])));
+      log(`tenants before: ${JSON.stringify(before)}`);
+      assert((await mine()).length === 0, "rows of this run before any request was sent");
+      const navBefore = navigations;
+      for (const round of [1, 2]) {
+        await burst(round);
+        // acme: 2 per round; globex: 2 per round, 1 of them a 404.
+        const rows = await waitRows(`round ${round}: a row per request sent (${sent.size})`, rowsMatchSent);
+        const grown = await waitTenants(`round ${round}: the tenants table to count the requests`, (now) =>
+          now.acme.requests >= before.acme.requests + 2 * round
+          && now.globex.requests >= before.globex.requests + 2 * round
+          && now.globex.errors >= before.globex.errors + round);
+        log(`round ${round}: ${rows.length} rows of this run; tenants ${JSON.stringify(grown)}`);
+      }
+      const rows = await mine();
+      assert(rows.length === sent.size, `rows of this run: ${rows.length}, requests sent: ${sent.size}: ${JSON.stringify(rows)}`);
+      // Newest first: the last request sent is the top row.
+      assert(rows[0].path === `/api/missing-${NONCE}-2/`, `top row: ${JSON.stringify(rows[0])}`);
+      assert(rows.every((r) => r._id && /^\d+$/.test(r._id)), `rows without data-id: ${JSON.stringify(rows)}`);
+      const marker = await page.evaluate(() => window.__marker);
+      assert(marker === "loaded-once" && navigations === navBefore,
+        `the page was reloaded (marker ${JSON.stringify(marker)}, ${navigations - navBefore} navigations): rows must arrive live`);
+    });
+
+    await check("filters_narrow_rows", async () => {
+      await page.fill("#f-tenant", "globex");
+      let rows = await waitRows("the tenant filter (globex) to leave globex rows only", (rs) =>
+        rs.length === 4 && rs.every((r) => r.tenant === "globex"));
+      const all = await table("#requests");
+      assert(all.every((r) => r.tenant.includes("globex")), `rows of other tenants under filter globex: ${JSON.stringify(all.filter((r) => !r.tenant.includes("globex")))}`);
+      await page.selectOption("#f-status", "4");
+      rows = await waitRows("tenant globex + status 4xx to leave the two 404s", (rs) =>
+        rs.length === 2 && rs.every((r) => r.status === "404" && r.tenant === "globex"));
+      const all4 = await table("#requests");
+      assert(all4.every((r) => r.status.startsWith("4") && r.tenant.includes("globex")), `rows under globex + 4xx: ${JSON.stringify(all4)}`);
+      await page.selectOption("#f-status", "2");
+      await waitRows("tenant globex + 2xx to leave the two 200s", (rs) =>
+        rs.length === 2 && rs.every((r) => r.status === "200" && r.tenant === "globex"));
+      await page.selectOption("#f-status", "");
+      await page.fill("#f-tenant", "");
+      await waitRows("all rows of this run back without filters", (rs) => rs.length === sent.size);
+      log(`filters: globex -> 4 rows, globex+4xx -> ${rows.map((r) => r.path).join(", ")}`);
+    });
+
+    const openRow = async (target) => {
+      const row = await waitRows(`the row of ${target}`, (rs) => rs.some((r) => r.path === target));
+      const id = row.find((r) => r.path === target)._id;
+      await page.click(`#requests tbody tr[data-id="${id}"]`);
+      await pollAsync(() => page.evaluate(() => !document.getElementById("detail").hidden), 5_000, "#detail to open");
+      const detail = await page.evaluate((sel) => ({
+        title: document.getElementById("d-title").textContent,
+        req: [...document.querySelectorAll("#d-req tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent)),
+        resp: [...document.querySelectorAll("#d-resp tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent)),
+        text: document.querySelector(sel).textContent,
+      }), "#detail");
+      return { id, ...detail };
+    };
+    const header = (list, name) => list.filter(([n]) => n.toLowerCase() === name).map(([, v]) => v);
+
+    await check("detail_shows_headers_with_credentials_masked", async () => {
+      const target = `/api/whoami/?${NONCE}=secret`;
+      const cookie = `sessionid=cookie-${NONCE}; csrftoken=csrf-${NONCE}`;
+      const bearer = `Bearer token-${NONCE}`;
+      await sendExpect(200, "acme", "GET", target, { Cookie: cookie, Authorization: bearer, "X-E2E-Note": "visible" });
+      const d = await openRow(target);
+      log(`detail of ${target}: ${d.title}; request headers ${JSON.stringify(d.req)}`);
+      assert(d.title.includes(`acme.localhost:${PORT}${target}`) && d.title.includes("200"), `#d-title: ${JSON.stringify(d.title)}`);
+      assert(JSON.stringify(header(d.req, "cookie")) === '["[masked]"]', `Cookie shown as ${JSON.stringify(header(d.req, "cookie"))}`);
+      assert(JSON.stringify(header(d.req, "authorization")) === '["[masked]"]', `Authorization shown as ${JSON.stringify(header(d.req, "authorization"))}`);
+      assert(JSON.stringify(header(d.req, "x-e2e-note")) === '["visible"]', `X-E2E-Note shown as ${JSON.stringify(header(d.req, "x-e2e-note"))}`);
+      assert(header(d.req, "host")[0] === `acme.localhost:${PORT}`, `Host shown as ${JSON.stringify(header(d.req, "host"))}`);
+      assert(/^application\/json/.test(header(d.resp, "content-type")[0] || ""), `response headers: ${JSON.stringify(d.resp)}`);
+      const leaked = [`cookie-${NONCE}`, `csrf-${NONCE}`, `token-${NONCE}`].filter((s) => d.text.includes(s));
+      assert(leaked.length === 0, `secret values visible in #detail: ${JSON.stringify(leaked)}`);
+      const curlText = await page.textContent("#d-curl-text");
+      assert(curlText.includes("-H 'cookie: [masked]'") && curlText.includes("-H 'authorization: [masked]'"),
+        `curl command without the masked headers: ${curlText}`);
+    });
+
+    // The detail's curl command for `target`, after a click on "Copy as curl".
+    const copyCurl = async (target) => {
+      const d = await openRow(target);
+      await page.click("#d-curl");
+      const cmd = await pollAsync(() => page.evaluate(() => document.getElementById("d-curl-text").textContent),
+        5_000, "#d-curl-text to be filled");
+      await pollAsync(() => page.evaluate(() => document.getElementById("d-curl").textContent === "Copied"),
+        5_000, "the button to say Copied");
+      const clip = await page.evaluate(() => navigator.clipboard.readText());
+      assert(clip === cmd, `clipboard ${JSON.stringify(clip)} differs from #d-curl-text ${JSON.stringify(cmd)}`);
+      return { cmd, id: d.id };
+    };
+
+    await check("copy_as_curl_runs_in_real_curl", async () => {
+      const cases = [
+        // tenant, target, extra headers, status
+        ["acme", `/api/whoami/?${NONCE}=curl&q=a+b`, { "X-E2E-Note": `it's "quoted" $HOME` }, 200],
+        ["globex", `/api/missing-${NONCE}-curl/`, {}, 404],
+      ];
+      for (const [tenant, target, headers, status] of cases) {
+        await sendExpect(status, tenant, "GET", target, headers);
+        const { cmd } = await copyCurl(target);
+        log(`copied for ${tenant} ${target}: ${cmd}`);
+        assert(cmd.startsWith("curl ") && cmd.includes(`'http://${tenant}.localhost:${PORT}${target}'`),
+          `curl command: ${cmd}`);
+        assert(!cmd.includes("[masked]"), `a masked header in a command that should be complete: ${cmd}`);
+        const body = path.join(OUT, `inspector-curl-${tenant}.body`);
+        // The command exactly as copied; the added flags only say where
+        // the answer goes.
+        const r = await shell(`${cmd} -sS -o '${body}' -w '%{http_code}'`);
+        assert(r.code === 0, `curl exit ${r.code}: ${r.stderr}`);
+        assert(r.stdout === String(status), `curl got ${r.stdout}, the original request ${status}`);
+        const answer = fs.readFileSync(body, "utf8");
+        fs.rmSync(body, { force: true });
+        if (status === 200) {
+          const who = JSON.parse(answer);
+          assert(who.tenant === tenant && who.host === `${tenant}.chalanpro.net`, `curl reached ${JSON.stringify(who)}`);
+        }
+        // curl's request is new traffic: one more row with that path.
+        await waitRows(`curl's own request for ${target} as a second row`, (rs) =>
+          rs.filter((x) => x.path === target && x.status === String(status) && x.tenant === tenant).length === 2);
+      }
+    });
+
+    await check("screenshots", async () => {
+      // The page with this run's traffic, then the detail of the request
+      // sent with credentials over it.
+      await page.click("#d-close");
+      await pollAsync(() => page.evaluate(() => document.getElementById("detail").hidden), 5_000, "#detail to close");
+      for (const [name, open] of [["inspector.png", null], ["inspector-detail.png", `/api/whoami/?${NONCE}=secret`]]) {
+        if (open) await openRow(open);
+        const shot = path.join(OUT, name);
+        await page.screenshot({ path: shot, fullPage: true });
+        assert(fs.statSync(shot).size > 10_000, `${shot} is suspiciously small`);
+        log(`screenshot: ${shot}`);
+      }
+    });
+
+    await check("no_request_left_portero", async () => {
+      const foreign = requested.filter((u) => new URL(u).origin !== ORIGIN);
+      assert(foreign.length === 0, `requests to other origins: ${JSON.stringify(foreign)}`);
+      const kinds = [...new Set(requested.map((u) => new URL(u).pathname))];
+      log(`${requested.length} requests by the browser, all to ${ORIGIN}: ${JSON.stringify(kinds)}`);
+    });
+  } finally {
+    fs.writeFileSync(path.join(OUT, "inspector-console.log"), consoleLines.join("\n") + "\n");
+    await context.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+await run(main, {
+  timeoutMs: 120_000,
+  expected: 7,
+});
