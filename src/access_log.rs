@@ -19,9 +19,10 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::config::Upstream;
+use crate::conn::Conn;
 use crate::error::Error;
 use crate::http::body::{Body, BoxError};
-use crate::inspector::{Finished, Headers};
+use crate::inspector::{Finished, Handshake, Headers, Tap};
 use crate::metrics::{Metrics, RouteStats};
 
 /// How access lines are written.
@@ -67,6 +68,10 @@ pub(crate) struct Entry {
     error: Option<(String, &'static str)>,
     /// Over TLS (for the inspector's URLs).
     tls: bool,
+    /// The address the client connected to (for the inspector's replay).
+    local: std::net::SocketAddr,
+    /// Set when the request asks for a WebSocket (refusals are shown).
+    handshake: Option<Handshake>,
     /// The request's headers, then the response's, while the inspector is
     /// on; `None` (nothing copied) when it is off.
     headers: Option<Box<Headers>>,
@@ -75,27 +80,38 @@ pub(crate) struct Entry {
 impl Entry {
     pub(crate) fn new<B>(
         req: &Request<B>,
-        peer: std::net::SocketAddr,
-        tls: bool,
+        conn: &Conn,
         metrics: Arc<Metrics>,
         start: Instant,
     ) -> Entry {
         // A reference-counted copy of the header map, only for the
         // inspector.
         let headers = metrics.inspector.on().then(|| {
-            Box::new(Headers {
-                request: req.headers().clone(),
-                response: http::HeaderMap::new(),
-            })
+            Box::new(Headers::new(
+                req.headers().clone(),
+                metrics.inspector.bodies(),
+            ))
         });
+        let handshake = req
+            .headers()
+            .get(http::header::UPGRADE)
+            .filter(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+            .map(|_| Handshake {
+                origin: req
+                    .headers()
+                    .get(http::header::ORIGIN)
+                    .map(|o| String::from_utf8_lossy(o.as_bytes()).into_owned()),
+            });
         Entry {
-            tls,
+            tls: conn.is_tls(),
+            local: conn.local,
+            handshake,
             headers,
             start,
             method: req.method().clone(),
             uri: req.uri().clone(),
             host: req.headers().get(http::header::HOST).cloned(),
-            peer,
+            peer: conn.peer,
             tenant: None,
             route: RouteLabel::Fixed("-"),
             status: StatusCode::OK,
@@ -106,6 +122,12 @@ impl Entry {
         }
     }
 
+    /// Where the proxy copies the first bytes of the request body, while
+    /// body capture is on.
+    pub(crate) fn request_tap(&self) -> Option<Arc<Tap>> {
+        self.headers.as_ref()?.request_body.clone()
+    }
+
     pub(crate) fn error(&mut self, err: &Error) {
         self.metrics.upstream_error(err);
         self.error = Some((err.to_string(), err.fault().as_str()));
@@ -114,8 +136,12 @@ impl Entry {
     /// Counts the request, writes its line and hands it to the inspector.
     fn finish(&mut self, bytes: u64, complete: bool) {
         let took = self.start.elapsed();
+        let unrouted = match self.route {
+            RouteLabel::Fixed(label) => label,
+            RouteLabel::Route(_) => "-",
+        };
         self.metrics.observe(
-            self.stats.as_deref(),
+            self.stats.as_deref().ok_or(unrouted),
             self.tenant.as_deref(),
             self.status,
             took,
@@ -143,6 +169,7 @@ impl Entry {
         }
         let own = matches!(self.route, RouteLabel::Fixed("/__portero"));
         let (error, headers) = (self.error.take(), self.headers.take());
+        let handshake = self.handshake.take();
         self.metrics.inspector.record(Finished {
             method: &self.method,
             uri: &self.uri,
@@ -158,6 +185,8 @@ impl Entry {
             complete,
             error,
             headers,
+            local: self.local,
+            handshake,
         });
     }
 
@@ -300,6 +329,11 @@ impl LoggedBody {
 
     fn finish(&mut self, complete: bool) {
         if let Some(mut e) = self.entry.take() {
+            if let Some(tap) = e.headers.as_ref().and_then(|h| h.response_body.as_ref()) {
+                if complete {
+                    tap.end();
+                }
+            }
             e.finish(self.bytes, complete);
         }
     }
@@ -319,6 +353,10 @@ impl HttpBody for LoggedBody {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(d) = frame.data_ref() {
                     this.bytes += d.len() as u64;
+                    let tap = this.entry.as_ref().and_then(|e| e.headers.as_ref());
+                    if let Some(tap) = tap.and_then(|h| h.response_body.as_ref()) {
+                        tap.feed(d);
+                    }
                 }
                 if this.inner.is_end_stream() {
                     this.finish(true);

@@ -29,13 +29,7 @@ pub(crate) async fn handle(
     conn: Arc<Conn>,
     shared: Arc<Shared>,
 ) -> Response<LoggedBody> {
-    let mut entry = Entry::new(
-        &req,
-        conn.peer,
-        conn.is_tls(),
-        shared.metrics.clone(),
-        Instant::now(),
-    );
+    let mut entry = Entry::new(&req, &conn, shared.metrics.clone(), Instant::now());
     let accepts = Accepts::of(req.headers());
     let mut hsts = None;
     let mut resp = match route_request(req, &conn, &shared, &mut entry, &mut hsts).await {
@@ -115,6 +109,10 @@ async fn route_request(
             snap: &snap,
             shared,
         };
+        if admin::is_replay(raw_path) {
+            let host = host.with_port();
+            return admin::replay(req.method(), req.headers(), raw_path, &host, &view).await;
+        }
         return admin::serve(req.method(), raw_path, &view);
     }
 
@@ -140,6 +138,7 @@ async fn route_request(
                 pool,
                 rules: &snap.rules,
                 tunnels: &shared.tunnels,
+                tap: entry.request_tap(),
             };
             proxy::forward(req, &ctx, via).await
         }
@@ -191,11 +190,19 @@ impl admin::View for AdminView<'_> {
 
     fn summary(&self) -> admin::Summary {
         self.snap
-            .summary(&self.shared.metrics, self.shared.tunnels.open())
+            .summary(&self.shared.metrics, &self.shared.tunnels)
     }
 
     fn requests(&self) -> Vec<Arc<crate::inspector::Captured>> {
         self.shared.metrics.inspector.requests()
+    }
+
+    fn request(&self, id: u64) -> Option<Arc<crate::inspector::Captured>> {
+        self.shared.metrics.inspector.request(id)
+    }
+
+    fn unmasked(&self) -> bool {
+        self.shared.metrics.inspector.unmasked()
     }
 
     fn events(&self) -> Option<admin::Events> {
@@ -210,7 +217,7 @@ impl admin::View for AdminView<'_> {
                 let summary = shared
                     .snapshot
                     .load()
-                    .summary(&shared.metrics, shared.tunnels.open());
+                    .summary(&shared.metrics, &shared.tunnels);
                 serde_json::to_string(&summary).expect("strings and numbers serialize")
             }),
             _slot: slot,

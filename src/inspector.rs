@@ -12,13 +12,20 @@
 //!   failure's cause and [`LATENCY_SAMPLES`] durations;
 //! - per tenant: counters for [`MAX_TENANTS`] names, the rest in one `other`;
 //! - the live stream: a broadcast channel of [`CHANNEL`] records shared by
-//!   every page, at most [`MAX_STREAMS`] pages at once.
+//!   every page, at most [`MAX_STREAMS`] pages at once;
+//! - with body capture on (`admin.inspector_bodies`, at most 64 KiB), each
+//!   kept request also holds that much of both bodies, and what a replay
+//!   needs (its headers, at most [`MAX_REPLAY_HEADERS`], and its body): at
+//!   the 64 KiB maximum at most about 230 KiB per request, 70 MiB for 300;
+//! - the last [`MAX_REFUSED`] refused WebSocket handshakes.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -37,6 +44,11 @@ pub(crate) const MAX_TARGET: usize = 2 * 1024;
 pub(crate) const CHANNEL: usize = 256;
 /// Live pages at once.
 pub(crate) const MAX_STREAMS: usize = 16;
+/// Refused WebSocket handshakes kept for the page.
+pub(crate) const MAX_REFUSED: usize = 50;
+/// A request whose headers are larger is shown but cannot be replayed:
+/// replay needs them whole, not cut at [`MAX_HEADER_BYTES`].
+pub(crate) const MAX_REPLAY_HEADERS: usize = 16 * 1024;
 
 /// Header values shown as `[masked]` unless `admin.inspector_unmask`.
 const SECRET: [&str; 6] = [
@@ -50,10 +62,71 @@ const SECRET: [&str; 6] = [
 const MASKED: &str = "[masked]";
 
 /// The request and response headers of one request, copied (reference
-/// counted) only while the inspector is on.
+/// counted) only while the inspector is on, and the first bytes of its
+/// bodies while body capture is on too.
 pub(crate) struct Headers {
     pub request: HeaderMap,
     pub response: HeaderMap,
+    /// Fed by the proxy as the request body goes up.
+    pub request_body: Option<Arc<Tap>>,
+    /// Fed by the access log's body wrapper as the response goes out.
+    pub response_body: Option<Tap>,
+}
+
+impl Headers {
+    /// The request's headers, and taps of `bodies` bytes each (0: none).
+    pub(crate) fn new(request: HeaderMap, bodies: usize) -> Headers {
+        Headers {
+            request,
+            response: HeaderMap::new(),
+            request_body: (bodies > 0).then(|| Arc::new(Tap::new(bodies))),
+            response_body: (bodies > 0).then(|| Tap::new(bodies)),
+        }
+    }
+}
+
+/// The first `limit` bytes of a body, kept while it streams past, and how
+/// long it was.
+pub(crate) struct Tap {
+    limit: usize,
+    state: Mutex<TapState>,
+}
+
+#[derive(Default)]
+struct TapState {
+    kept: Vec<u8>,
+    total: u64,
+    /// The body's end was seen (all of it passed).
+    ended: bool,
+}
+
+impl Tap {
+    pub(crate) fn new(limit: usize) -> Tap {
+        Tap {
+            limit,
+            state: Mutex::default(),
+        }
+    }
+
+    pub(crate) fn feed(&self, data: &[u8]) {
+        let mut s = self.state.lock().expect("never poisoned");
+        s.total += data.len() as u64;
+        let room = self.limit.saturating_sub(s.kept.len()).min(data.len());
+        s.kept.extend_from_slice(&data[..room]);
+    }
+
+    pub(crate) fn end(&self) {
+        self.state.lock().expect("never poisoned").ended = true;
+    }
+
+    fn take(&self) -> TapState {
+        std::mem::take(&mut *self.state.lock().expect("never poisoned"))
+    }
+}
+
+/// A WebSocket handshake: what the page shows if it is refused.
+pub(crate) struct Handshake {
+    pub origin: Option<String>,
 }
 
 /// What the access-log entry knows when the response ends.
@@ -75,6 +148,10 @@ pub(crate) struct Finished<'a> {
     /// The error's text and whose fault it was, moved out of the entry.
     pub error: Option<(String, &'static str)>,
     pub headers: Option<Box<Headers>>,
+    /// The address the client connected to: a replay goes there.
+    pub local: SocketAddr,
+    /// Set when the request asked for a WebSocket.
+    pub handshake: Option<Handshake>,
 }
 
 /// One request as the inspector shows it.
@@ -101,6 +178,72 @@ pub(crate) struct Captured {
     pub response_headers: Vec<(String, String)>,
     /// The request as a curl command line (masked values stay masked).
     pub curl: String,
+    /// The first bytes of the bodies, when body capture is on.
+    pub request_body: Option<Kept>,
+    pub response_body: Option<Kept>,
+    /// Why the request cannot be replayed; `None` when it can.
+    pub replay_blocked: Option<&'static str>,
+    /// What a replay sends; never shown.
+    #[serde(skip)]
+    pub replay: Option<Replay>,
+}
+
+/// The first bytes of a body, as the page shows them.
+#[derive(Debug, Serialize)]
+pub(crate) struct Kept {
+    /// The kept bytes as text; empty when they are not UTF-8.
+    pub text: String,
+    pub binary: bool,
+    /// The body's length, of which `text` is the start.
+    pub bytes: u64,
+    pub cut: bool,
+}
+
+impl Kept {
+    fn of(kept: &[u8], total: u64) -> Kept {
+        // A cut can split a character: text up to it is still text.
+        let text = match std::str::from_utf8(kept) {
+            Ok(t) => Some(t),
+            Err(e) if e.error_len().is_none() => {
+                Some(std::str::from_utf8(&kept[..e.valid_up_to()]).expect("valid up to here"))
+            }
+            Err(_) => None,
+        };
+        Kept {
+            binary: text.is_none(),
+            text: text.unwrap_or_default().to_string(),
+            bytes: total,
+            cut: (kept.len() as u64) < total,
+        }
+    }
+}
+
+/// A request as it was received, to send again.
+#[derive(Debug)]
+pub(crate) struct Replay {
+    pub method: Method,
+    /// Path and query.
+    pub target: String,
+    pub host: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// The listener it came in on, and whether over TLS.
+    pub local: SocketAddr,
+    pub tls: bool,
+}
+
+/// A WebSocket handshake that did not end in `101 Switching Protocols`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Refused {
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
+    pub tenant: Option<String>,
+    pub host: String,
+    pub path: String,
+    pub status: u16,
+    pub origin: Option<String>,
+    /// Why, in plain words.
+    pub reason: String,
 }
 
 /// A failure of an upstream, for the page.
@@ -171,6 +314,9 @@ pub(crate) struct Inspector {
     /// Requests kept; 0 is off.
     size: AtomicUsize,
     unmask: AtomicBool,
+    /// Bytes kept of each body; 0 is off.
+    bodies: AtomicUsize,
+    refused: Mutex<VecDeque<Refused>>,
     next_id: AtomicU64,
     ring: Mutex<VecDeque<Arc<Captured>>>,
     events: broadcast::Sender<Arc<Captured>>,
@@ -193,6 +339,8 @@ impl Inspector {
             started_at: Instant::now(),
             size: AtomicUsize::new(0),
             unmask: AtomicBool::new(false),
+            bodies: AtomicUsize::new(0),
+            refused: Mutex::default(),
             next_id: AtomicU64::new(1),
             ring: Mutex::default(),
             events: broadcast::channel(CHANNEL).0,
@@ -207,12 +355,13 @@ impl Inspector {
     /// longer configured; called whenever a snapshot is built.
     pub(crate) fn configure<'a>(
         &self,
-        size: usize,
-        unmask: bool,
+        admin: &crate::config::AdminConfig,
         upstreams: impl Iterator<Item = &'a str>,
     ) {
+        let size = admin.inspector_size;
         self.size.store(size, Ordering::Relaxed);
-        self.unmask.store(unmask, Ordering::Relaxed);
+        self.unmask.store(admin.inspector_unmask, Ordering::Relaxed);
+        self.bodies.store(admin.inspector_bodies, Ordering::Relaxed);
         {
             let mut ring = self.lock_ring();
             while ring.len() > size {
@@ -236,6 +385,11 @@ impl Inspector {
 
     pub(crate) fn size(&self) -> usize {
         self.size.load(Ordering::Relaxed)
+    }
+
+    /// Bytes kept of each body (0: none).
+    pub(crate) fn bodies(&self) -> usize {
+        self.bodies.load(Ordering::Relaxed)
     }
 
     pub(crate) fn unmasked(&self) -> bool {
@@ -291,7 +445,21 @@ impl Inspector {
             view.errors += u64::from(f.status.as_u16() >= 400);
             view.last_seen = Some(now);
         }
-        let Some(headers) = f.headers.filter(|_| capture) else {
+        let websocket = f.handshake.is_some();
+        if let Some(hs) = f.handshake.filter(|_| !f.own) {
+            if f.status != StatusCode::SWITCHING_PROTOCOLS {
+                self.refused(Refused {
+                    time: now,
+                    tenant: f.tenant.map(str::to_string),
+                    host: cut(f.host, MAX_TARGET).to_string(),
+                    path: cut(f.uri.path(), MAX_TARGET).to_string(),
+                    status: f.status.as_u16(),
+                    origin: hs.origin,
+                    reason: refusal(f.status, error.as_ref().map(|(m, _)| m.as_str())),
+                });
+            }
+        }
+        let Some(mut headers) = f.headers.filter(|_| capture) else {
             return;
         };
         let unmask = self.unmasked();
@@ -305,6 +473,28 @@ impl Inspector {
         let host = cut(f.host, MAX_TARGET).to_string();
         let request_headers = copy(&headers.request, unmask);
         let curl = curl(f.method, scheme, &host, target, &request_headers);
+        let request_tap = headers.request_body.take().map(|t| t.take());
+        let response_body = headers.response_body.take().map(|t| {
+            let t = t.take();
+            Kept::of(&t.kept, t.total)
+        });
+        let request_body = request_tap.as_ref().map(|t| Kept::of(&t.kept, t.total));
+        let (replay, replay_blocked) =
+            match replayable(f.method, &headers.request, request_tap, websocket) {
+                Ok(body) => (
+                    Some(Replay {
+                        method: f.method.clone(),
+                        target: target.to_string(),
+                        host: host.clone(),
+                        headers: std::mem::take(&mut headers.request),
+                        body,
+                        local: f.local,
+                        tls: f.tls,
+                    }),
+                    None,
+                ),
+                Err(why) => (None, Some(why)),
+            };
         let captured = Arc::new(Captured {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             time: now,
@@ -324,6 +514,10 @@ impl Inspector {
             request_headers,
             response_headers: copy(&headers.response, unmask),
             curl,
+            request_body,
+            response_body,
+            replay_blocked,
+            replay,
         });
         {
             let mut ring = self.lock_ring();
@@ -334,6 +528,25 @@ impl Inspector {
         }
         // No page listening: an error, and nothing queued.
         let _ = self.events.send(captured);
+    }
+
+    fn refused(&self, r: Refused) {
+        let mut list = self.refused.lock().expect("never poisoned");
+        if list.len() >= MAX_REFUSED {
+            list.pop_front();
+        }
+        list.push_back(r);
+    }
+
+    /// The refused WebSocket handshakes kept, newest first.
+    pub(crate) fn refusals(&self) -> Vec<Refused> {
+        let list = self.refused.lock().expect("never poisoned");
+        list.iter().rev().cloned().collect()
+    }
+
+    /// One kept request.
+    pub(crate) fn request(&self, id: u64) -> Option<Arc<Captured>> {
+        self.lock_ring().iter().find(|r| r.id == id).cloned()
     }
 
     /// The requests kept, oldest first.
@@ -440,6 +653,76 @@ impl UpstreamStats {
             (f64::from(ms[i]) * 10.0).round() / 10.0
         };
         (Some(at(0.50)), Some(at(0.99)))
+    }
+}
+
+/// The body a replay sends, or why there is none: a replay sends the
+/// request as it was, so its body must have been kept whole (or it had none).
+fn replayable(
+    method: &Method,
+    headers: &HeaderMap,
+    tap: Option<TapState>,
+    websocket: bool,
+) -> Result<Bytes, &'static str> {
+    if websocket {
+        return Err("a WebSocket handshake is not replayed: open the socket again");
+    }
+    if method == Method::CONNECT {
+        return Err("CONNECT is not replayed");
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    if size > MAX_REPLAY_HEADERS {
+        return Err("its headers were too large to keep for a replay");
+    }
+    // Declared by the head: a body may follow even if nothing read it.
+    let declared = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    match tap {
+        Some(t) if t.ended && t.kept.len() as u64 == t.total => Ok(Bytes::from(t.kept)),
+        Some(t) if t.total > t.kept.len() as u64 => {
+            Err("its body was larger than admin.inspector_bodies")
+        }
+        Some(t) if t.total == 0 && !declared => Ok(Bytes::new()),
+        Some(_) => Err("its body was not read in full"),
+        None if !declared => Ok(Bytes::new()),
+        None => Err("it had a body and body capture is off (admin.inspector_bodies)"),
+    }
+}
+
+/// Why a WebSocket handshake got `status` instead of 101, in plain words.
+/// `error` is portero's own reason, when portero refused or failed it.
+fn refusal(status: StatusCode, error: Option<&str>) -> String {
+    if let Some(e) = error {
+        return format!("portero answered {}: {e}", status.as_u16());
+    }
+    let code = status.as_u16();
+    match code {
+        403 => "the backend refused it (403 Forbidden). With Django Channels this is \
+                usually the origin check: AllowedHostsOriginValidator accepts the socket \
+                only if the Origin's host is in ALLOWED_HOSTS; or ALLOWED_HOSTS does not \
+                list the Host portero sent"
+            .into(),
+        404 => "the backend has no WebSocket route at this path (404). With Channels, \
+                check the URLRouter in asgi.py, trailing slash included"
+            .into(),
+        400 => "the backend found the handshake malformed (400)".into(),
+        401 => "the backend wants the client to log in first (401)".into(),
+        426 => "the backend wants another WebSocket version (426 Upgrade Required)".into(),
+        200..=299 => format!(
+            "the backend answered {code} as if to a plain request: an HTTP view serves \
+             this path, not a WebSocket consumer (with Channels, check that the \
+             ProtocolTypeRouter has a \"websocket\" entry and the server is Daphne or \
+             another ASGI server, not runserver without channels)"
+        ),
+        500..=599 => format!(
+            "the backend failed while answering the handshake ({code}); its own log says why"
+        ),
+        _ => format!("the backend answered {code} instead of 101 Switching Protocols"),
     }
 }
 

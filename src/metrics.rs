@@ -218,9 +218,11 @@ impl Metrics {
     }
 
     /// Counts one answered request.
+    /// `route` is the matched route's counters; without one, the request is
+    /// counted under `unrouted` (a fixed label: `-`, `/__portero`, ...).
     pub(crate) fn observe(
         &self,
-        route: Option<&RouteStats>,
+        route: Result<&RouteStats, &'static str>,
         tenant: Option<&str>,
         status: StatusCode,
         took: Duration,
@@ -228,14 +230,14 @@ impl Metrics {
     ) {
         let class = class(status);
         match route {
-            Some(r) => {
+            Ok(r) => {
                 r.by_class[usize::from(class.0 - 1)].inc();
                 r.duration.observe(took.as_secs_f64());
             }
-            None => {
+            Err(label) => {
                 self.requests
                     .get_or_create(&RequestLabels {
-                        route: "-".into(),
+                        route: label.into(),
                         status: class,
                     })
                     .inc();

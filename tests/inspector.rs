@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::backends::Echo;
-use support::{config, get, read_head, start};
+use support::ws::WsEcho;
+use support::{config, get, read_head, request, start};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -251,4 +252,270 @@ async fn the_live_stream_sends_each_request_and_summaries() {
     tokio::time::timeout(Duration::from_secs(10), p.stop())
         .await
         .expect("an open page does not hold up shutdown");
+}
+
+fn record<'a>(s: &'a Value, target: &str) -> &'a Value {
+    s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|r| r["target"] == target)
+        .unwrap_or_else(|| panic!("no {target} in {s}"))
+}
+
+async fn replay(p: &support::Portero, id: &Value, headers: &[(&str, &str)]) -> support::Reply {
+    request(
+        "POST",
+        &p.url(&format!("/__portero/replay/{id}")),
+        headers,
+        b"",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn bodies_are_kept_and_a_replay_sends_the_request_again() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "inspector_bodies = \"16B\"")).await;
+    let host = format!("acme.localhost:{}", p.addr.port());
+    let small = request(
+        "POST",
+        &p.url("/api/items?x=1"),
+        &[
+            ("host", &host),
+            ("content-type", "application/json"),
+            ("cookie", "s=1"),
+        ],
+        r#"{"name":"é"}"#.as_bytes(),
+    )
+    .await;
+    assert_eq!(small.status, 200);
+    let big = request("POST", &p.url("/api/big"), &[], &[b'x'; 100]).await;
+    assert_eq!(big.status, 200);
+    assert_eq!(get(&p.url("/api/plain"), &[]).await.status, 200);
+
+    let s = state(&p).await;
+    let rec = record(&s, "/api/items?x=1");
+    assert_eq!(rec["request_body"]["text"], r#"{"name":"é"}"#);
+    assert_eq!(rec["request_body"]["cut"], false);
+    // The echo's answer starts with the request line; 16 bytes are kept.
+    let resp_body = &rec["response_body"];
+    assert_eq!(resp_body["text"], "POST /api/items?");
+    assert_eq!(resp_body["cut"], true);
+    assert_eq!(resp_body["bytes"], small.body.len());
+    assert!(rec["replay_blocked"].is_null(), "{rec}");
+    let bigrec = record(&s, "/api/big");
+    assert_eq!(bigrec["request_body"]["bytes"], 100);
+    assert_eq!(bigrec["request_body"]["cut"], true);
+    assert!(
+        bigrec["replay_blocked"]
+            .as_str()
+            .unwrap()
+            .contains("inspector_bodies"),
+        "{bigrec}"
+    );
+
+    // Only the page may ask: the header, and an Origin of its own.
+    let id = &rec["id"];
+    assert_eq!(replay(&p, id, &[]).await.status, 403);
+    let foreign = [("x-portero-replay", "1"), ("origin", "http://evil.example")];
+    assert_eq!(replay(&p, id, &foreign).await.status, 403);
+    let url = p.url(&format!("/__portero/replay/{id}"));
+    assert_eq!(get(&url, &[("x-portero-replay", "1")]).await.status, 405);
+
+    let hits = echo.hits();
+    let origin = format!("http://{}", p.addr);
+    let own = [("x-portero-replay", "1"), ("origin", origin.as_str())];
+    let r = replay(&p, id, &own).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(out["status"], 200);
+    assert_eq!(echo.hits(), hits + 1);
+    // The backend saw the request as first sent: same target, host,
+    // headers (the cookie too, though the page shows it masked), body.
+    let body = out["body"].as_str().unwrap();
+    assert!(body.starts_with("POST /api/items?x=1\n"), "{body}");
+    for line in [
+        "cookie: s=1",
+        "body-bytes: 13",
+        "content-type: application/json",
+    ] {
+        assert!(body.contains(line), "{line} in {body}");
+    }
+    assert!(body.contains("x-forwarded-host: acme.localhost"), "{body}");
+    assert!(out["ms"].as_f64().is_some());
+
+    // The replay went through portero: it is a new request in the ring.
+    let s = state(&p).await;
+    let items: Vec<&Value> = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"] == "/api/items?x=1")
+        .collect();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["tenant"], "acme");
+
+    // Not replayable, unknown: a reason the page shows.
+    let r = replay(&p, &bigrec["id"], &own).await;
+    assert_eq!(r.status, 409);
+    assert!(r.text().contains("inspector_bodies"), "{}", r.text());
+    assert_eq!(replay(&p, &Value::from(999_999), &own).await.status, 404);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn without_body_capture_only_requests_without_a_body_replay() {
+    let echo = Echo::start().await;
+    let p = start(cfg(echo.addr, "")).await;
+    get(&p.url("/api/get"), &[]).await;
+    request("PUT", &p.url("/api/put"), &[], b"data").await;
+    let s = state(&p).await;
+    let getrec = record(&s, "/api/get");
+    assert!(getrec["request_body"].is_null());
+    assert!(getrec["replay_blocked"].is_null());
+    let put = record(&s, "/api/put");
+    assert!(
+        put["replay_blocked"]
+            .as_str()
+            .unwrap()
+            .contains("body capture is off"),
+        "{put}"
+    );
+    let own = [("x-portero-replay", "1")];
+    let r = replay(&p, &getrec["id"], &own).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out: Value = serde_json::from_slice(&r.body).unwrap();
+    assert!(out["body"].as_str().unwrap().starts_with("GET /api/get\n"));
+    assert_eq!(replay(&p, &put["id"], &own).await.status, 409);
+    p.stop().await;
+}
+
+/// Polls state.json until `ok` holds for its summary, within 10 s.
+async fn summary_until(p: &support::Portero, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = state(p).await;
+        if ok(&s["summary"]) {
+            return s["summary"].clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} not seen within 10 s: {}",
+            s["summary"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn open_tunnels_and_refused_handshakes_are_listed() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let ws = WsEcho::start().await;
+    let p = start(config(&format!(
+        "[tenants]\nbase_domain = \"example.test\"\n\
+         [upstreams.chat]\nurl = \"http://{}\"\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"chat\"\n",
+        ws.addr
+    )))
+    .await;
+    let host = format!("acme.localhost:{}", p.addr.port());
+    let (mut client, _) = support::ws::connect(p.addr, &host, "/ws/room", &[])
+        .await
+        .expect("the tunnel opens");
+    client.send(Message::Text("hello".into())).await.unwrap();
+    let echoed = client.next().await.unwrap().unwrap();
+    assert_eq!(echoed, Message::Text("hello".into()));
+    let sum = summary_until(&p, "the tunnel's bytes", |s| {
+        s["tunnels"][0]["down"].as_u64() > Some(0)
+    })
+    .await;
+    let t = &sum["tunnels"][0];
+    assert_eq!(sum["tunnels"].as_array().unwrap().len(), 1);
+    assert_eq!(t["tenant"], "acme");
+    assert_eq!(t["host"], host.as_str());
+    assert_eq!(t["path"], "/ws/room");
+    // A masked client frame of 5 bytes is 11 on the wire; the echo 7.
+    assert_eq!(t["up"], 11);
+    assert_eq!(t["down"], 7);
+    let chat = sum["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "chat")
+        .unwrap();
+    assert_eq!(chat["open"], 1, "{chat}");
+    client.close(None).await.unwrap();
+    while client.next().await.is_some() {}
+    // The tunnel ends once both sides have closed.
+    drop(client);
+    summary_until(&p, "the tunnel gone", |s| {
+        s["tunnels"] == serde_json::json!([])
+    })
+    .await;
+
+    let refused = support::ws::connect(
+        p.addr,
+        &host,
+        "/ws/refuse",
+        &[("origin", "http://evil.example")],
+    )
+    .await;
+    assert!(refused.is_err());
+    let sum = summary_until(&p, "the refusal", |s| {
+        s["refused"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await;
+    let r = &sum["refused"][0];
+    assert_eq!(r["status"], 403);
+    assert_eq!(r["origin"], "http://evil.example");
+    assert_eq!(r["tenant"], "acme");
+    assert_eq!(r["path"], "/ws/refuse");
+    assert!(
+        r["reason"].as_str().unwrap().contains("origin check"),
+        "{r}"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_over_tls_and_http2_replays_over_tls() {
+    use support::tls::{TestCa, accept_any, connect, start_tls, tls_config};
+    let echo = Echo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCa::new().issue(dir.path(), "dev", &["localhost", "*.localhost"]);
+    let p = start_tls(cfg(echo.addr, ""), tls_config(vec![cert])).await;
+    let host = format!("acme.localhost:{}", p.tls_addr.port());
+    let s = connect(p.tls_addr, "acme.localhost", accept_any(&[b"h2"]))
+        .await
+        .unwrap();
+    let r = support::tls::get(s, &host, "/api/secure?q=1").await;
+    assert_eq!(r.version, http::Version::HTTP_2);
+    assert_eq!(r.status, 200);
+
+    let page = &p.portero;
+    let s = state(page).await;
+    let rec = record(&s, "/api/secure?q=1");
+    assert_eq!(rec["scheme"], "https");
+    let r = replay(page, &rec["id"], &[("x-portero-replay", "1")]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let out: Value = serde_json::from_slice(&r.body).unwrap();
+    let body = out["body"].as_str().unwrap();
+    // HTTP/2 named the host in :authority; the replay sends it as Host.
+    assert!(body.starts_with("GET /api/secure?q=1\n"), "{body}");
+    assert!(body.contains("x-forwarded-proto: https"), "{body}");
+    assert!(body.contains("x-forwarded-host: acme.localhost"), "{body}");
+    let s = state(page).await;
+    let again: Vec<&Value> = s["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["target"] == "/api/secure?q=1")
+        .collect();
+    assert_eq!(again.len(), 2);
+    assert_eq!(again[1]["scheme"], "https");
+    assert_eq!(again[1]["tenant"], "acme");
+    p.stop().await;
 }

@@ -57,6 +57,8 @@ async fn metrics_parse_and_count_the_traffic_sent() {
     assert_eq!(r.status, 404);
     let r = get(&p.url("/down/x"), &[]).await;
     assert_eq!(r.status, 502);
+    // portero's own endpoints count apart from requests that matched nothing.
+    assert_eq!(get(&p.url("/__portero/status"), &[]).await.status, 200);
 
     let r = get(&p.url("/__portero/metrics"), &[]).await;
     assert_eq!(r.status, 200);
@@ -75,6 +77,10 @@ async fn metrics_parse_and_count_the_traffic_sent() {
     assert_eq!(v("portero_requests_total", "route=/api,status=5xx"), 0.0);
     assert_eq!(v("portero_requests_total", "route=/down,status=5xx"), 1.0);
     assert_eq!(v("portero_requests_total", "route=-,status=4xx"), 1.0);
+    assert_eq!(
+        v("portero_requests_total", "route=/__portero,status=2xx"),
+        1.0
+    );
     assert_eq!(
         v("portero_tenant_requests_total", "status=2xx,tenant=acme"),
         3.0

@@ -143,6 +143,7 @@ pub(super) struct RawAdmin {
     pub probes: Option<Vec<Spanned<String>>>,
     pub inspector_size: Option<Spanned<i64>>,
     pub inspector_unmask: Option<bool>,
+    pub inspector_bodies: Option<Spanned<Scalar>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

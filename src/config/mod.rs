@@ -84,6 +84,9 @@ pub struct AdminConfig {
     /// Show credential headers (`Cookie`, `Authorization`, …) in the
     /// inspector as they are instead of masked.
     pub inspector_unmask: bool,
+    /// Bytes of each request and response body the inspector keeps; 0
+    /// (the default) keeps none.
+    pub inspector_bodies: usize,
 }
 
 impl AdminConfig {

@@ -581,3 +581,18 @@ fn the_inspector_is_on_in_dev_and_off_in_staging() {
     let on = load("profile = \"staging\"\n[admin]\ninspector_size = 50\n").unwrap();
     assert_eq!(on.admin.inspector_size, 50);
 }
+
+#[test]
+fn inspector_bodies_is_a_size_up_to_64k() {
+    assert_eq!(Config::embedded().admin.inspector_bodies, 0);
+    let on = load("[admin]\ninspector_bodies = \"4KiB\"\n").unwrap();
+    assert_eq!(on.admin.inspector_bodies, 4096);
+    for bad in ["\"65KiB\"", "\"lots\""] {
+        let errs = load(&format!("[admin]\ninspector_bodies = {bad}\n"))
+            .unwrap_err()
+            .errors;
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "admin.inspector_bodies");
+        assert!(errs[0].span.is_some());
+    }
+}

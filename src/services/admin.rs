@@ -22,9 +22,11 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+mod replay;
+
 use crate::error::Error;
 use crate::http::body::{Body, boxed, full};
-use crate::inspector::{Captured, Reload, StreamSlot, TenantView, UpstreamView};
+use crate::inspector::{Captured, Refused, Reload, StreamSlot, TenantView, UpstreamView};
 
 /// What `/__portero/status` reports, built by the caller from the running
 /// snapshot.
@@ -75,7 +77,12 @@ pub(crate) struct Summary {
     pub open_tunnels: usize,
     pub inspector_size: usize,
     pub inspector_unmask: bool,
+    pub inspector_bodies: usize,
     pub upstreams: Vec<UpstreamRow>,
+    /// Proxied WebSocket tunnels open now, oldest first.
+    pub tunnels: Vec<TunnelRow>,
+    /// WebSocket handshakes refused recently, newest first.
+    pub refused: Vec<Refused>,
     pub tenants: Vec<TenantRow>,
     /// Tenants beyond the ones counted by name, added up.
     pub other_tenants: TenantView,
@@ -86,8 +93,23 @@ pub(crate) struct UpstreamRow {
     pub name: String,
     pub url: String,
     pub held: i64,
+    /// Connections open to it now, and how many of those are idle.
+    pub open: usize,
+    pub idle: usize,
     /// `None` until a request went to it.
     pub traffic: Option<UpstreamView>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct TunnelRow {
+    pub tenant: Option<String>,
+    pub host: String,
+    pub path: String,
+    pub opened: String,
+    pub age_s: u64,
+    /// Bytes so far, client to upstream and back.
+    pub up: u64,
+    pub down: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +143,74 @@ pub(crate) trait View {
     fn requests(&self) -> Vec<Arc<Captured>>;
     /// A live feed, `None` when too many pages are open.
     fn events(&self) -> Option<Events>;
+    /// One kept request.
+    fn request(&self, id: u64) -> Option<Arc<Captured>>;
+    /// Credentials are shown as they are.
+    fn unmasked(&self) -> bool;
+}
+
+const REPLAY: &str = "/__portero/replay/";
+
+/// Whether `path` is a replay (which [`replay`] serves, not [`serve`]).
+pub(crate) fn is_replay(path: &str) -> bool {
+    path.starts_with(REPLAY)
+}
+
+/// `POST /__portero/replay/<id>`: sends a kept request again through
+/// portero and answers with what came back.
+///
+/// A page on another site cannot make the browser do this: the request
+/// must carry `X-Portero-Replay` (a header no form sets, and no script on
+/// another origin may set without a preflight portero never grants), and an
+/// `Origin`, when sent, must be the page's own (`host`: the request's).
+pub(crate) async fn replay(
+    method: &Method,
+    headers: &http::HeaderMap,
+    path: &str,
+    host: &str,
+    view: &(dyn View + Sync),
+) -> Result<Response<Body>, Error> {
+    if method != Method::POST {
+        return Err(Error::MethodNotAllowed {
+            method: method.clone(),
+            allow: "POST",
+        });
+    }
+    if !headers.contains_key("x-portero-replay") {
+        return Err(Error::Forbidden(
+            "a replay needs the X-Portero-Replay header, which the page sends: \
+             other sites cannot replay requests through your browser",
+        ));
+    }
+    let same_origin = |o: &HeaderValue| {
+        let o = o.as_bytes();
+        [&b"http://"[..], b"https://"]
+            .iter()
+            .any(|scheme| o.strip_prefix(*scheme) == Some(host.as_bytes()))
+    };
+    if headers.get(header::ORIGIN).is_some_and(|o| !same_origin(o)) {
+        return Err(Error::Forbidden(
+            "a replay is only sent from portero's own page (the Origin is another site)",
+        ));
+    }
+    #[derive(Serialize)]
+    struct Refusal<'a> {
+        error: &'a str,
+    }
+    let id = &path[REPLAY.len()..];
+    let Some(kept) = id.parse().ok().and_then(|id| view.request(id)) else {
+        let error = "no such request: the inspector keeps only the last ones";
+        return Ok(replay::json(StatusCode::NOT_FOUND, &Refusal { error }));
+    };
+    let Some(r) = &kept.replay else {
+        let error = kept.replay_blocked.unwrap_or("it cannot be replayed");
+        return Ok(replay::json(StatusCode::CONFLICT, &Refusal { error }));
+    };
+    let unmask = view.unmasked();
+    Ok(match replay::send(r, unmask).await {
+        Ok(outcome) => replay::json(StatusCode::OK, &outcome),
+        Err(error) => replay::json(StatusCode::BAD_GATEWAY, &Refusal { error: &error }),
+    })
 }
 
 /// Serves `path`.

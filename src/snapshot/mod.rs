@@ -69,11 +69,9 @@ impl Snapshot {
         livereload: &LiveReload,
         metrics: &Metrics,
     ) -> Snapshot {
-        metrics.inspector.configure(
-            config.admin.inspector_size,
-            config.admin.inspector_unmask,
-            config.upstreams.keys().map(String::as_str),
-        );
+        metrics
+            .inspector
+            .configure(&config.admin, config.upstreams.keys().map(String::as_str));
         let pools: HashMap<&str, Arc<Pool>> = config
             .upstreams
             .iter()
@@ -178,17 +176,17 @@ impl Snapshot {
 impl Snapshot {
     /// The panels of `/__portero/`: this snapshot's config, what the
     /// inspector saw.
-    pub(crate) fn summary(&self, metrics: &Metrics, open_tunnels: usize) -> admin::Summary {
+    pub(crate) fn summary(&self, metrics: &Metrics, tunnels: &Tunnels) -> admin::Summary {
         let insp = &metrics.inspector;
         let c = &self.config;
         // Each upstream's pool, wherever a route leads to it.
-        let mut held: HashMap<&str, i64> = HashMap::new();
+        let mut pools: HashMap<&str, &Pool> = HashMap::new();
         let tables = std::iter::once(&self.routes)
             .chain(self.tenants.values().flat_map(|t| [&t.own, &t.shared]));
         for table in tables {
             for (_, routed) in table.iter() {
                 if let Target::Proxy(pool) = &routed.target {
-                    held.insert(pool.upstream.name.as_str(), pool.held_here.get());
+                    pools.insert(pool.upstream.name.as_str(), pool);
                 }
             }
         }
@@ -214,19 +212,43 @@ impl Snapshot {
             config: c.source.to_string(),
             last_reload: insp.last_reload(),
             held: metrics.held.get(),
-            open_tunnels,
+            open_tunnels: tunnels.open(),
             inspector_size: insp.size(),
             inspector_unmask: insp.unmasked(),
+            inspector_bodies: insp.bodies(),
             upstreams: c
                 .upstreams
                 .values()
-                .map(|u| admin::UpstreamRow {
-                    name: u.name.clone(),
-                    url: u.url.to_string(),
-                    held: held.get(u.name.as_str()).copied().unwrap_or(0),
-                    traffic: insp.upstream(&u.name),
+                .map(|u| {
+                    let pool = pools.get(u.name.as_str());
+                    let (open, idle) = pool.map_or((0, 0), |p| p.connections());
+                    admin::UpstreamRow {
+                        name: u.name.clone(),
+                        url: u.url.to_string(),
+                        held: pool.map_or(0, |p| p.held_here.get()),
+                        open,
+                        idle,
+                        traffic: insp.upstream(&u.name),
+                    }
                 })
                 .collect(),
+            tunnels: tunnels
+                .list()
+                .iter()
+                .map(|t| {
+                    let (up, down) = t.bytes();
+                    admin::TunnelRow {
+                        tenant: t.tenant.clone(),
+                        host: t.host.clone(),
+                        path: t.path.clone(),
+                        opened: humantime::format_rfc3339_seconds(t.opened).to_string(),
+                        age_s: t.opened.elapsed().map_or(0, |d| d.as_secs()),
+                        up,
+                        down,
+                    }
+                })
+                .collect(),
+            refused: insp.refusals(),
             tenants: tenants
                 .into_iter()
                 .map(|(name, seen)| admin::TenantRow { name, seen })

@@ -49,6 +49,26 @@ pub fn client_config(upstream: &Upstream) -> Result<Arc<ClientConfig>, StartupEr
     Ok(Arc::new(config))
 }
 
+/// The client config for connecting to portero's own TLS listener (the
+/// inspector's replay): the address is the listener's own, so there is no
+/// one to impersonate it and the certificate is not checked.
+pub(crate) fn own_listener_config() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let provider = provider();
+            let mut config = ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .expect("the provider supports the default versions")
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
 /// webpki-roots plus the native store, read once per process: reading the
 /// native store can mean parsing a large file, and it does not change while
 /// portero runs.

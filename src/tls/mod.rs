@@ -16,6 +16,7 @@ use rustls_pki_types::pem::{self, PemObject};
 
 use crate::error::StartupError;
 
+pub(crate) use client::own_listener_config;
 pub use client::{NoVerification, client_config};
 pub use server::{CertStore, acceptor};
 

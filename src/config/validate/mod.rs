@@ -22,6 +22,8 @@ const MAX_CONNECTIONS_LIMIT: usize = 1 << 20;
 /// The inspector keeps whole header maps: beyond this it is a memory
 /// hazard, not a debugging aid.
 const MAX_INSPECTOR_SIZE: usize = 10_000;
+/// The most of each body the inspector may keep (`admin.inspector_bodies`).
+const MAX_INSPECTOR_BODIES: u64 = 64 * 1024;
 
 /// Collects problems while validating; each check reports and moves on.
 struct Checker {
@@ -405,6 +407,27 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
             },
         },
         inspector_unmask: raw.admin.inspector_unmask.unwrap_or(false),
+        inspector_bodies: match &raw.admin.inspector_bodies {
+            None => 0,
+            Some(v) => match parse_size(v.get_ref()) {
+                Ok(n) if n <= MAX_INSPECTOR_BODIES => n as usize,
+                Ok(n) => {
+                    c.err(
+                        "admin.inspector_bodies",
+                        Some(v.span()),
+                        format!(
+                            "{n} bytes is more than the inspector keeps of a body \
+                             ({MAX_INSPECTOR_BODIES} bytes, 64KiB); 0 turns body capture off"
+                        ),
+                    );
+                    0
+                }
+                Err(m) => {
+                    c.err("admin.inspector_bodies", Some(v.span()), m);
+                    0
+                }
+            },
+        },
     };
 
     if c.errors.is_empty() {

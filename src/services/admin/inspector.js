@@ -47,7 +47,8 @@
     size = s.inspector_size;
     $("inspector-note").textContent = size === 0
       ? "(inspector off: admin.inspector_size = 0)"
-      : "(last " + size + (s.inspector_unmask ? ", credentials shown" : ", credentials masked") + ")";
+      : "(last " + size + (s.inspector_unmask ? ", credentials shown" : ", credentials masked") +
+        (s.inspector_bodies ? ", first " + s.inspector_bodies + " bytes of bodies" : ", bodies not kept") + ")";
 
     const ub = $("upstreams").tBodies[0];
     ub.replaceChildren(...s.upstreams.map((u) => {
@@ -55,8 +56,19 @@
       const f = t.last_failure;
       const fail = el("td", f ? ago(f.time) + ": " + f.cause : "–", f ? "bad" : "");
       if (f) fail.title = f.time + " (" + f.status + ")";
-      return row([u.name, u.url, t.requests || 0, t.errors || 0, u.held,
+      return row([u.name, u.url, t.requests || 0, t.errors || 0, u.held, u.open, u.idle,
         ms(t.p50_ms), ms(t.p99_ms), ago(t.last_success), fail]);
+    }));
+    $("tunnels").tBodies[0].replaceChildren(...s.tunnels.map((t) =>
+      row([t.tenant || "–", el("td", t.host + t.path, "path"), duration(t.age_s), t.up, t.down])));
+    $("tunnels-note").textContent = "(" + s.open_tunnels + " open" +
+      (s.tunnels.length < s.open_tunnels ? ", live-reload sockets not listed" : "") + ")";
+    $("refused").tBodies[0].replaceChildren(...s.refused.map((r) => {
+      const when = el("td", ago(r.time));
+      when.title = r.time;
+      const why = el("td", r.reason, "why");
+      return row([when, r.tenant || "–", r.host, el("td", r.path, "path"),
+        el("td", r.status, "s" + String(r.status)[0]), r.origin || "(none)", why]);
     }));
     const tb = $("tenants").tBodies[0];
     const rows = s.tenants.map((t) => row([t.name, t.requests, t.errors, ago(t.last_seen)]));
@@ -114,8 +126,25 @@
     $(id).tBodies[0].replaceChildren(...list.map(([n, v]) => row([n, v])));
   }
 
+  function body(id, kept) {
+    const shown = !!kept;
+    $(id).hidden = !shown;
+    $(id + "-title").hidden = !shown;
+    if (!shown) return;
+    let text = kept.binary ? "(" + kept.bytes + " bytes, not text)" : kept.text;
+    if (kept.cut) text += "\n… (" + kept.bytes + " bytes in all; the first ones shown)";
+    if (!kept.binary && kept.bytes === 0) text = "(empty)";
+    $(id).textContent = text;
+  }
+
   function show(r) {
     picked = r;
+    $("d-replay-result").hidden = true;
+    $("d-replay").disabled = !!r.replay_blocked;
+    $("d-replay").title = r.replay_blocked ? "Cannot replay: " + r.replay_blocked
+      : "Send this request again through portero";
+    body("d-req-body", r.request_body);
+    body("d-resp-body", r.response_body);
     $("d-title").textContent = r.method + " " + r.scheme + "://" + r.host + r.target + " → " + r.status;
     $("d-error").hidden = !r.error;
     $("d-error").textContent = r.error ? r.fault + " fault: " + r.error : "";
@@ -149,6 +178,36 @@
     }
   }
 
+  async function replay() {
+    if (!picked || picked.replay_blocked) return;
+    const r = picked;
+    $("d-replay").disabled = true;
+    $("d-replay").textContent = "Replaying…";
+    let out, status;
+    try {
+      const resp = await fetch("/__portero/replay/" + r.id, {
+        method: "POST", headers: { "X-Portero-Replay": "1" }, cache: "no-store" });
+      status = resp.status;
+      const type = resp.headers.get("content-type") || "";
+      out = type.startsWith("application/json") ? await resp.json() : { error: await resp.text() };
+    } catch (e) {
+      out = { error: String(e) };
+    }
+    $("d-replay").textContent = "Replay";
+    $("d-replay").disabled = false;
+    if (picked !== r) return;
+    $("d-replay-result").hidden = false;
+    const failed = out.error !== undefined;
+    $("d-replay-error").hidden = !failed;
+    $("d-replay-error").textContent = failed ? "Replay failed (" + status + "): " + out.error : "";
+    $("d-replay-status").textContent = failed ? "–" : String(out.status);
+    $("d-replay-status").className = failed ? "bad" : "s" + String(out.status)[0];
+    $("d-replay-ms").textContent = failed ? "" : out.ms + " ms";
+    headers("d-replay-headers", failed ? [] : out.headers);
+    $("d-replay-body").textContent = failed ? "" :
+      (out.body + (out.body_truncated ? "\n… (cut)" : "")) || "(empty body)";
+  }
+
   function connect() {
     const es = new EventSource("/__portero/events");
     es.addEventListener("open", () => { $("live").textContent = "yes"; $("live").className = ""; });
@@ -163,6 +222,7 @@
     $("filters").addEventListener("submit", (e) => e.preventDefault());
     $("d-close").addEventListener("click", () => { $("detail").hidden = true; picked = null; render(); });
     $("d-curl").addEventListener("click", copyCurl);
+    $("d-replay").addEventListener("click", replay);
     try {
       const state = await (await fetch("/__portero/state.json", { cache: "no-store" })).json();
       summary(state.summary);

@@ -22,6 +22,7 @@ use crate::config::{Config, HostMode, RouteTarget, Upstream};
 use crate::error::Error;
 use crate::http::body::{Body, boxed, empty};
 use crate::http::forward;
+use crate::inspector::Tap;
 
 /// The config's forwarding rules, made once per snapshot.
 pub struct Rules {
@@ -53,6 +54,8 @@ pub(crate) struct Via<'a> {
     pub pool: &'a Arc<Pool>,
     pub rules: &'a Rules,
     pub tunnels: &'a Tunnels,
+    /// Where the request body's first bytes are copied for the inspector.
+    pub tap: Option<Arc<Tap>>,
 }
 
 /// Forwards `req` to the upstream behind `via` and streams the answer back;
@@ -121,11 +124,11 @@ pub(crate) async fn forward(
         let (body, sent) = match route.body_limit {
             Some(limit) => {
                 let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-                let (b, sent) = RequestBody::new(limited, idle);
+                let (b, sent) = RequestBody::new(limited, idle, via.tap);
                 (boxed(b), sent)
             }
             None => {
-                let (b, sent) = RequestBody::new(body, idle);
+                let (b, sent) = RequestBody::new(body, idle, via.tap);
                 (boxed(b), sent)
             }
         };

@@ -5,7 +5,10 @@
 
 mod splice;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -31,11 +34,78 @@ pub struct Tunnels {
     /// of the user's (live-reload sockets) close at once instead of holding
     /// the drain for the whole deadline.
     pub shutting_down: CancellationToken,
+    /// The proxied tunnels open now, by the order they opened (the status
+    /// page lists them; live-reload sockets are not listed).
+    listed: Arc<Mutex<Listed>>,
 }
+
+#[derive(Default)]
+struct Listed {
+    next: u64,
+    open: BTreeMap<u64, Arc<Tunnel>>,
+}
+
+/// One open tunnel, as the status page shows it.
+pub(crate) struct Tunnel {
+    pub tenant: Option<String>,
+    /// Host (with port) and path, as the client asked.
+    pub host: String,
+    pub path: String,
+    pub opened: SystemTime,
+    counts: splice::Counts,
+}
+
+impl Tunnel {
+    /// Bytes so far (client → upstream, upstream → client).
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (
+            self.counts.up.load(Ordering::Relaxed),
+            self.counts.down.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Keeps a tunnel listed until dropped.
+struct Listing {
+    id: u64,
+    listed: Arc<Mutex<Listed>>,
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        self.listed
+            .lock()
+            .expect("never poisoned")
+            .open
+            .remove(&self.id);
+    }
+}
+
+/// The most tunnels the page lists (the oldest ones); the count is exact.
+const MAX_LISTED: usize = 200;
 
 impl Tunnels {
     pub fn open(&self) -> usize {
         self.tracker.len()
+    }
+
+    /// The proxied tunnels open now, oldest first, at most [`MAX_LISTED`].
+    pub(crate) fn list(&self) -> Vec<Arc<Tunnel>> {
+        let listed = self.listed.lock().expect("never poisoned");
+        listed.open.values().take(MAX_LISTED).cloned().collect()
+    }
+
+    fn add(&self, tunnel: Tunnel) -> (Arc<Tunnel>, Listing) {
+        let tunnel = Arc::new(tunnel);
+        let mut listed = self.listed.lock().expect("never poisoned");
+        let id = listed.next;
+        listed.next += 1;
+        listed.open.insert(id, tunnel.clone());
+        let listing = Listing {
+            id,
+            listed: self.listed.clone(),
+        };
+        (tunnel, listing)
     }
 }
 
@@ -128,10 +198,18 @@ pub(crate) async fn open(
     let idle = ctx.route.idle_timeout;
     let cancel = tunnels.close.clone();
     let label = format!("{} {}", ctx.host.with_port(), ctx.path);
+    let (tunnel, listing) = tunnels.add(Tunnel {
+        tenant: ctx.tenant.tenant.clone(),
+        host: ctx.host.with_port(),
+        path: ctx.path.to_string(),
+        opened: SystemTime::now(),
+        counts: splice::Counts::default(),
+    });
     // Spawned before the 101 is returned: hyper completes the client-side
     // upgrade only after the response is written.
     tunnels.tracker.spawn(async move {
         let _permit = permit;
+        let _listing = listing;
         let (client, upstream) = match tokio::join!(client_side, upstream_side) {
             (Ok(c), Ok(u)) => (c, u),
             (Err(e), _) | (_, Err(e)) => {
@@ -140,7 +218,7 @@ pub(crate) async fn open(
             }
         };
         tokio::select! {
-            r = splice::run(client, upstream, idle) => match r {
+            r = splice::run(client, upstream, idle, &tunnel.counts) => match r {
                 Ok((up, down)) => tracing::debug!("tunnel {label} closed: {up} B up, {down} B down"),
                 Err(e) => tracing::debug!("tunnel {label} ended: {e}"),
             },

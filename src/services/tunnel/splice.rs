@@ -28,12 +28,20 @@ use crate::conn::ClientIo;
 /// Bytes per read on the TCP path; lives on the stack only during a read.
 const CHUNK: usize = 16 * 1024;
 
+/// Bytes passed so far, each way, readable while the tunnel is open.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub up: AtomicU64,
+    pub down: AtomicU64,
+}
+
 /// Copies until both directions are done; returns bytes (client→upstream,
-/// upstream→client).
+/// upstream→client), counted in `counts` as they pass.
 pub(super) async fn run(
     client: Upgraded,
     upstream: Upgraded,
     idle: Option<Duration>,
+    counts: &Counts,
 ) -> io::Result<(u64, u64)> {
     let activity = Activity::new();
     // The server hands hyper the client's TCP stream in a `ClientIo`: the
@@ -57,8 +65,8 @@ pub(super) async fn run(
                 let (cr, cw) = c.into_inner().into_split();
                 let (ur, uw) = u.into_inner().into_split();
                 tokio::try_join!(
-                    pipe(cr, uw, c_pre, &activity),
-                    pipe(ur, cw, u_pre, &activity),
+                    pipe(cr, uw, c_pre, &activity, &counts.up),
+                    pipe(ur, cw, u_pre, &activity, &counts.down),
                 )
             }
             (c, u) => {
@@ -72,7 +80,7 @@ pub(super) async fn run(
                     |up| Either::Left(TokioIo::new(up)),
                     |p| Either::Right(rejoin(p)),
                 );
-                generic(c, u, &activity).await
+                generic(c, u, &activity, counts).await
             }
         }
     };
@@ -95,6 +103,7 @@ async fn pipe(
     to: OwnedWriteHalf,
     pre: Bytes,
     activity: &Activity,
+    counted: &AtomicU64,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let mut pending: Vec<u8> = pre.to_vec();
@@ -141,6 +150,7 @@ async fn pipe(
             return Ok(total);
         }
         total += n as u64;
+        counted.fetch_add(n as u64, Ordering::Relaxed);
         activity.touch();
     }
 }
@@ -154,13 +164,21 @@ fn rejoin((io, pre): (TokioIo<TcpStream>, Bytes)) -> Prefixed<TcpStream> {
 }
 
 /// The generic path: tokio's bidirectional copy (half-close included).
-async fn generic<A, B>(a: A, b: B, activity: &Activity) -> io::Result<(u64, u64)>
+async fn generic<A, B>(a: A, b: B, activity: &Activity, counts: &Counts) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut a = Touching { inner: a, activity };
-    let mut b = Touching { inner: b, activity };
+    let mut a = Touching {
+        inner: a,
+        activity,
+        counted: &counts.up,
+    };
+    let mut b = Touching {
+        inner: b,
+        activity,
+        counted: &counts.down,
+    };
     tokio::io::copy_bidirectional(&mut a, &mut b).await
 }
 
@@ -235,10 +253,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
     }
 }
 
-/// Records activity on every read.
+/// Records activity and counts bytes on every read.
 struct Touching<'a, T> {
     inner: T,
     activity: &'a Activity,
+    counted: &'a AtomicU64,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
@@ -249,7 +268,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            self.counted.fetch_add(n as u64, Ordering::Relaxed);
             self.activity.touch();
         }
         r

@@ -23,6 +23,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::pool::{Conn, Pool};
 use crate::error::{BoxError, UpstreamId};
+use crate::inspector::Tap;
 
 /// The client's request body produced nothing for the upstream's
 /// `request_body_timeout`.
@@ -94,18 +95,25 @@ pin_project! {
         idle: Idle,
         #[pin]
         sleep: Sleep,
+        tap: Option<Arc<Tap>>,
     }
 }
 
 impl<B> RequestBody<B> {
     /// Wraps `inner`; the returned flag is set once it was sent in full.
-    pub(crate) fn new(inner: B, timeout: Duration) -> (RequestBody<B>, Arc<AtomicBool>) {
+    /// `tap` (the inspector's) sees every data frame and the end.
+    pub(crate) fn new(
+        inner: B,
+        timeout: Duration,
+        tap: Option<Arc<Tap>>,
+    ) -> (RequestBody<B>, Arc<AtomicBool>) {
         let sent = Arc::new(AtomicBool::new(false));
         let body = RequestBody {
             inner,
             sent: sent.clone(),
             idle: Idle::new(timeout),
             sleep: tokio::time::sleep(timeout),
+            tap,
         };
         (body, sent)
     }
@@ -132,6 +140,14 @@ where
                     Some(Ok(_)) => this.inner.is_end_stream(),
                     Some(Err(_)) => false,
                 };
+                if let Some(tap) = this.tap.as_deref() {
+                    if let Some(Some(data)) = frame.as_ref().map(|f| f.as_ref().ok()?.data_ref()) {
+                        tap.feed(data);
+                    }
+                    if ended {
+                        tap.end();
+                    }
+                }
                 if ended {
                     this.sent.store(true, Ordering::Release);
                 }

@@ -280,6 +280,18 @@ impl Pool {
         }
     }
 
+    /// Connections open now (tunnels included) and how many of them are
+    /// idle, all workers together.
+    pub(crate) fn connections(&self) -> (usize, usize) {
+        let max = self.upstream.max_connections;
+        self.slots.iter().fold((0, 0), |(open, idle), slot| {
+            (
+                open + max.saturating_sub(slot.permits.available_permits()),
+                idle + slot.lock().len(),
+            )
+        })
+    }
+
     /// Closes idle connections older than the idle timeout (or closed by
     /// the backend), oldest first, in every worker's list. Run by a sweeper
     /// every few seconds: a backend that never closes idle connections
