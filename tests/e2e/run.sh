@@ -227,6 +227,15 @@ start_portero() {
   local cwd="$WORK/portero-cwd" schemes=(http)
   # cwd: an empty dir, so no stray ./portero.toml is picked up.
   mkdir -p "$cwd"
+  if [[ $MODE == full || $MODE == inspector ]]; then
+    # The embedded default (config/portero.toml) with body capture on, for
+    # the /__portero/ page test (request bodies, replay): the same config
+    # plus one key, given with --config.
+    local conf="$WORK/portero.toml"
+    awk '{ print } /^\[admin\][[:space:]]*$/ { print "inspector_bodies = \"4KiB\""; n++ } END { exit n != 1 }' \
+      "$ROOT/config/portero.toml" >"$conf" || die "config/portero.toml has no single [admin] table to add inspector_bodies to"
+    cmd+=(--config "$conf")
+  fi
   if [[ $MODE == full ]]; then
     # HTTPS as the README has a developer set it up: `portero cert` (no tenant
     # named) in the folder portero runs in, then --tls-listen alone, so every

@@ -12,8 +12,17 @@
 //   and a Cookie and an Authorization header sent show as `[masked]`;
 // - "Copy as curl": the command the page shows (and puts on the clipboard),
 //   run as it is by the real curl, gets the status the original request got;
+// - bodies and "Replay" (run.sh turns on [admin] inspector_bodies = "4KiB"):
+//   a JSON POST shows its body and the answer's; replayed, it reaches Django
+//   byte for byte with the same status, shown beside the old answer, and is
+//   a new row; a body larger than 4 KiB cannot be replayed (the button is
+//   disabled and says why); POST /__portero/replay/<id> needs
+//   X-Portero-Replay (403 without) and answers JSON;
+// - an open Channels WebSocket is listed in #tunnels with its bytes each way
+//   and is gone once closed; a handshake Channels refuses for its Origin is
+//   in #refused with status, Origin and the reason;
 // - screenshots of the page with that traffic: out/inspector.png, and with
-//   the detail of the request sent with credentials: inspector-detail.png.
+//   the detail of the replayed POST: inspector-detail.png.
 //
 // Env (exported by tests/e2e/run.sh):
 //   E2E_PORTERO_PORT  port portero listens on (127.0.0.1)
@@ -22,6 +31,7 @@
 import { chromium } from "playwright-core";
 import { assert, harness, pollAsync, required } from "./lib.mjs";
 import { execFile } from "node:child_process";
+import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
@@ -40,6 +50,7 @@ const TENANTS = ["acme", "globex"];
 // inspector by the tests before this one are told apart.
 const NONCE = `i${Date.now().toString(36)}`;
 const LIVE_MS = 10_000;   // a request's row, or a summary (every 2 s), to show
+const BODIES = 4096;      // [admin] inspector_bodies in run.sh's config
 
 const consoleLines = [];
 
@@ -76,6 +87,94 @@ function shell(cmd, timeoutMs = 15_000) {
       resolve({ code: err ? (err.code ?? "killed") : 0, stdout, stderr }));
   });
 }
+
+// A WebSocket client on a raw socket, so the handshake carries exactly the
+// Host and Origin given. Resolves {status} for a refused handshake, or
+// {status: 101, ws} with ws.next() (the next frame) and ws.close().
+function wsConnect(tenant, origin, target = "/ws/echo/") {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: "127.0.0.1", port: PORT, path: target, agent: false,
+      headers: {
+        Host: `${tenant}.localhost:${PORT}`, Origin: origin, Connection: "Upgrade", Upgrade: "websocket",
+        "Sec-WebSocket-Key": crypto.randomBytes(16).toString("base64"), "Sec-WebSocket-Version": "13",
+      },
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`WebSocket ${target} for ${tenant}: no answer in 10 s`)));
+    req.on("upgrade", (res, socket, head) => { req.setTimeout(0); resolve({ status: res.statusCode, ws: new Ws(socket, head) }); });
+    req.on("response", (res) => { res.resume(); resolve({ status: res.statusCode }); });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+class Ws {
+  constructor(socket, head) {
+    this.socket = socket;
+    this.buf = Buffer.from(head || []);
+    this.frames = [];
+    this.closed = false;
+    this.wakers = [];
+    socket.on("data", (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
+    socket.on("close", () => { this.closed = true; this.wake(); });
+    socket.on("error", () => {});
+    this.parse();
+  }
+  parse() {
+    for (;;) {
+      const b = this.buf;
+      if (b.length < 2) break;
+      let len = b[1] & 0x7f, off = 2;
+      if (len === 126) { if (b.length < 4) break; len = b.readUInt16BE(2); off = 4; }
+      else if (len === 127) { if (b.length < 10) break; len = Number(b.readBigUInt64BE(2)); off = 10; }
+      if (b[1] & 0x80) off += 4;   // a server's frames are not masked, but be lenient
+      if (b.length < off + len) break;
+      this.frames.push({ opcode: b[0] & 0x0f, data: b.subarray(off, off + len) });
+      this.buf = b.subarray(off + len);
+    }
+    this.wake();
+  }
+  wake() { for (const w of this.wakers.splice(0)) w(); }
+  // Waits for the next frame (or the socket's end), at most `ms`.
+  async next(ms = 10_000) {
+    const deadline = Date.now() + ms;
+    while (!this.frames.length) {
+      if (this.closed) throw new Error("the WebSocket closed");
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no WebSocket frame within ${ms} ms`);
+      await new Promise((r) => { this.wakers.push(r); setTimeout(r, Math.min(left, 1000)); });
+    }
+    return this.frames.shift();
+  }
+  send(opcode, payload) {
+    assert(payload.length < 126, "short frames only");
+    const mask = crypto.randomBytes(4);
+    const masked = Buffer.from(payload.map((x, i) => x ^ mask[i % 4]));
+    this.socket.write(Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]));
+  }
+  sendText(text) { this.send(1, Buffer.from(text, "utf8")); }
+  async nextJson() {
+    const f = await this.next();
+    assert(f.opcode === 1, `expected a text frame, got opcode ${f.opcode}`);
+    return JSON.parse(f.data.toString("utf8"));
+  }
+  // A clean close: close frame 1000, the server's close frame, the end.
+  async close() {
+    this.send(8, Buffer.from([0x03, 0xe8]));
+    for (;;) {
+      const f = await this.next().catch(() => null);
+      if (!f || f.opcode === 8) break;
+    }
+    this.socket.end();
+    const deadline = Date.now() + 10_000;
+    while (!this.closed && Date.now() < deadline) {
+      await new Promise((r) => { this.wakers.push(r); setTimeout(r, 1000); });
+    }
+    assert(this.closed, "the WebSocket's TCP connection did not close within 10 s");
+  }
+}
+
+const sha256 = (text) => crypto.createHash("sha256").update(text, "utf8").digest("hex");
 
 // ------------------------------------------------------------------ page ---
 
@@ -142,7 +241,8 @@ async function main() {
           && document.getElementById("version").textContent !== ""),
         LIVE_MS, "#live to say \"yes\" and #version to be filled");
       const note = await page.textContent("#inspector-note");
-      assert(/credentials masked/.test(note), `#inspector-note: ${JSON.stringify(note)}`);
+      assert(/credentials masked/.test(note) && note.includes(`first ${BODIES} bytes of bodies`),
+        `#inspector-note: ${JSON.stringify(note)}`);
       const foreign = requested.filter((u) => new URL(u).origin !== ORIGIN);
       assert(foreign.length === 0, `requests to other origins: ${JSON.stringify(foreign)}`);
       const own = requested.map((u) => new URL(u).pathname);
@@ -234,11 +334,20 @@ async function main() {
       log(`filters: globex -> 4 rows, globex+4xx -> ${rows.map((r) => r.path).join(", ")}`);
     });
 
+    // Clicks the row `id` where a user can: at its left end, which the
+    // detail panel (fixed on the right) leaves visible while it is open.
+    const clickRow = async (id, target) => {
+      await page.click(`#requests tbody tr[data-id="${id}"]`, { position: { x: 8, y: 6 } });
+      await pollAsync(() => page.evaluate(([i, t]) => !document.getElementById("detail").hidden
+          && document.getElementById("d-title").textContent.includes(t)
+          && document.querySelector(`#requests tbody tr[data-id="${i}"]`)?.className === "picked", [id, target]),
+        5_000, `#detail to show ${target} (row ${id} picked)`);
+    };
+    // The newest row of `target`, opened in the detail.
     const openRow = async (target) => {
       const row = await waitRows(`the row of ${target}`, (rs) => rs.some((r) => r.path === target));
       const id = row.find((r) => r.path === target)._id;
-      await page.click(`#requests tbody tr[data-id="${id}"]`);
-      await pollAsync(() => page.evaluate(() => !document.getElementById("detail").hidden), 5_000, "#detail to open");
+      await clickRow(id, target);
       const detail = await page.evaluate((sel) => ({
         title: document.getElementById("d-title").textContent,
         req: [...document.querySelectorAll("#d-req tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent)),
@@ -313,18 +422,178 @@ async function main() {
       }
     });
 
+    // The detail's bodies, replay button and replay result, as shown.
+    const detailBodies = () => page.evaluate(() => {
+      const $ = (id) => document.getElementById(id);
+      const shown = (id) => !$(id).hidden && $(id).getClientRects().length > 0;
+      return {
+        reqBody: shown("d-req-body") ? $("d-req-body").textContent : null,
+        respBody: shown("d-resp-body") ? $("d-resp-body").textContent : null,
+        replayDisabled: $("d-replay").disabled,
+        replayTitle: $("d-replay").title,
+        result: shown("d-replay-result") ? {
+          status: $("d-replay-status").textContent,
+          error: $("d-replay-error").hidden ? null : $("d-replay-error").textContent,
+          headers: [...$("d-replay-headers").querySelectorAll("tbody tr")].map((tr) => [...tr.cells].map((c) => c.textContent)),
+          body: $("d-replay-body").textContent,
+        } : null,
+      };
+    });
+    // The POST replayed in the page, for the screenshot of its detail.
+    const replayTarget = `/api/upload/?${NONCE}=replay`;
+    let replaySent = { bytes: -1, sha256: "(the POST was not sent)" };
+
+    await check("replay_post_with_json_body", async () => {
+      const json = JSON.stringify({ e2e: NONCE, items: [1, 2, 3], note: "héllo, replay" });
+      const bytes = Buffer.byteLength(json);
+      replaySent = { bytes, sha256: sha256(json) };
+      // A Cookie too: the page masks it, the replay sends it as received.
+      const orig = await sendExpect(200, "acme", "POST", replayTarget,
+        { "Content-Type": "application/json", Cookie: `sessionid=replay-${NONCE}` }, json);
+      const up = JSON.parse(orig.body);
+      assert(up.bytes === bytes && up.sha256 === sha256(json), `Django counted ${JSON.stringify(up)} for ${bytes} bytes`);
+      const d = await openRow(replayTarget);
+      assert(JSON.stringify(header(d.req, "cookie")) === '["[masked]"]', `Cookie shown as ${JSON.stringify(header(d.req, "cookie"))}`);
+      let b = await detailBodies();
+      assert(b.reqBody === json, `#d-req-body ${JSON.stringify(b.reqBody)}, sent ${JSON.stringify(json)}`);
+      assert(b.respBody === orig.body, `#d-resp-body ${JSON.stringify(b.respBody)}, Django answered ${JSON.stringify(orig.body)}`);
+      assert(!b.replayDisabled, `#d-replay is disabled: ${JSON.stringify(b.replayTitle)}`);
+      assert(b.result === null, "#d-replay-result shown before a replay");
+      await page.click("#d-replay");
+      b = await pollAsync(async () => { const x = await detailBodies(); return x.result && x.result.status !== "" && x; },
+        LIVE_MS, "#d-replay-result with #d-replay-status", () => null);
+      log(`replayed ${replayTarget}: ${JSON.stringify(b.result)}`);
+      assert(b.result.error === null, `replay failed: ${b.result.error}`);
+      assert(b.result.status === String(orig.status), `#d-replay-status ${JSON.stringify(b.result.status)}, original ${orig.status}`);
+      const again = JSON.parse(b.result.body);
+      assert(again.bytes === bytes && again.sha256 === up.sha256,
+        `the replay reached Django as ${JSON.stringify(again)}, not the ${bytes} bytes sent first`);
+      assert(/^application\/json/.test(header(b.result.headers, "content-type")[0] || ""),
+        `replayed response headers: ${JSON.stringify(b.result.headers)}`);
+      assert(b.respBody === orig.body, "the old response body is no longer shown beside the replay");
+      const rows = await waitRows(`the replay of ${replayTarget} as a new row`, (rs) =>
+        rs.filter((r) => r.path === replayTarget && r.method === "POST" && r.tenant === "acme" && r.status === "200").length === 2);
+      assert(rows[0].path === replayTarget && rows[0]._id !== d.id, `newest row: ${JSON.stringify(rows[0])} (original id ${d.id})`);
+    });
+
+    await check("replay_refused_for_a_body_cut_short", async () => {
+      const target = `/api/upload/?${NONCE}=big`;
+      const big = "x".repeat(BODIES * 2 + 100);
+      await sendExpect(200, "acme", "POST", target, { "Content-Type": "text/plain" }, big);
+      await openRow(target);
+      const b = await detailBodies();
+      log(`body of ${big.length} bytes: replay disabled ${b.replayDisabled}, title ${JSON.stringify(b.replayTitle)}`);
+      assert(b.replayDisabled, "#d-replay is enabled for a body larger than inspector_bodies");
+      assert(/body/i.test(b.replayTitle) && /inspector_bodies/.test(b.replayTitle), `#d-replay title: ${JSON.stringify(b.replayTitle)}`);
+      assert(b.reqBody && b.reqBody.startsWith("x".repeat(BODIES)) && b.reqBody.includes(String(big.length)),
+        `#d-req-body of the cut body: ${JSON.stringify(b.reqBody && b.reqBody.slice(-120))}`);
+    });
+
+    await check("replay_endpoint_needs_its_header", async () => {
+      const row = (await mine()).find((r) => r.path === replayTarget);
+      assert(row, `no row of ${replayTarget}`);
+      const ep = (headers) => new Promise((resolve, reject) => {
+        const req = http.request({ host: "127.0.0.1", port: PORT, method: "POST", path: `/__portero/replay/${row._id}`,
+          agent: false, headers: { Host: `127.0.0.1:${PORT}`, "Content-Length": "0", ...headers } }, (res) => {
+          const chunks = [];
+          res.on("data", (c) => chunks.push(c));
+          res.on("end", () => resolve({ status: res.statusCode, type: res.headers["content-type"] || "", body: Buffer.concat(chunks).toString("utf8") }));
+        });
+        req.on("error", reject);
+        req.end();
+      });
+      const before = (await mine()).filter((r) => r.path === replayTarget).length;
+      const no = await ep({});
+      assert(no.status === 403, `without X-Portero-Replay: ${no.status} ${no.body}`);
+      const foreign = await ep({ "X-Portero-Replay": "1", Origin: "http://evil.example" });
+      assert(foreign.status === 403, `with a foreign Origin: ${foreign.status} ${foreign.body}`);
+      const ok = await ep({ "X-Portero-Replay": "1" });
+      assert(ok.status === 200 && ok.type.startsWith("application/json"), `with X-Portero-Replay: ${ok.status} ${ok.type} ${ok.body}`);
+      const out = JSON.parse(ok.body);
+      assert(out.status === 200 && typeof out.ms === "number" && out.body_truncated === false
+        && Array.isArray(out.headers) && out.headers.every((h) => Array.isArray(h) && h.length === 2),
+        `replay answer: ${ok.body}`);
+      const counted = JSON.parse(out.body);
+      assert(counted.bytes === replaySent.bytes && counted.sha256 === replaySent.sha256,
+        `the replay reached Django as ${out.body}, not as ${JSON.stringify(replaySent)}`);
+      await waitRows("the endpoint's replay as one more row (and the refused ones as none)", (rs) =>
+        rs.filter((r) => r.path === replayTarget).length === before + 1);
+    });
+
+    const echoTunnels = async () => (await table("#tunnels")).filter((t) => t["host and path"].endsWith("/ws/echo/"));
+    let tunnelsSeen;
+    const waitTunnels = (what, pred) => pollAsync(async () => {
+      tunnelsSeen = await echoTunnels();
+      return pred(tunnelsSeen) && tunnelsSeen;
+    }, LIVE_MS, what, () => tunnelsSeen);
+    const sameOrigin = (tenant) => `http://${tenant}.localhost:${PORT}`;
+
+    await check("tunnel_listed_while_open", async () => {
+      await waitTunnels("no Channels tunnel open before the test's own", (ts) => ts.length === 0);
+      const { status, ws } = await wsConnect("acme", sameOrigin("acme"));
+      assert(status === 101 && ws, `handshake status ${status}`);
+      try {
+        const hello = await ws.nextJson();
+        assert(hello.type === "hello" && hello.tenant === "acme", `hello: ${JSON.stringify(hello)}`);
+        ws.sendText(`ping ${NONCE}`);
+        const echo = await ws.nextJson();
+        assert(echo.type === "echo" && echo.data === `ping ${NONCE}`, `echo: ${JSON.stringify(echo)}`);
+        const ts = await waitTunnels("the open tunnel with bytes both ways", (xs) => xs.length === 1
+          && Number(xs[0]["bytes up"]) > 0 && Number(xs[0]["bytes down"]) > 0);
+        log(`open tunnel: ${JSON.stringify(ts[0])}`);
+        assert(ts[0].tenant === "acme" && ts[0]["host and path"] === `acme.localhost:${PORT}/ws/echo/`, `tunnel row: ${JSON.stringify(ts[0])}`);
+        assert(/\d+s$/.test(ts[0]["open for"]), `open for: ${JSON.stringify(ts[0]["open for"])}`);
+      } finally {
+        await ws.close();
+      }
+      await waitTunnels("the tunnel to be gone once closed", (xs) => xs.length === 0);
+    });
+
+    await check("refused_handshake_explained", async () => {
+      const origin = `http://evil-${NONCE}.example`;
+      const { status } = await wsConnect("acme", origin);
+      assert(status === 403, `handshake with Origin ${origin}: ${status}, expected Channels' 403`);
+      let seen;
+      const rows = await pollAsync(async () => {
+        seen = await table("#refused");
+        const found = seen.filter((r) => r.Origin === origin);
+        return found.length > 0 && found;
+      }, LIVE_MS, `a #refused row with Origin ${origin}`, () => seen);
+      const r = rows[0];
+      log(`refused: ${JSON.stringify(r)}`);
+      assert(rows.length === 1, `rows with Origin ${origin}: ${JSON.stringify(rows)}`);
+      assert(r.status === "403" && r.tenant === "acme" && r.host === `acme.localhost:${PORT}` && r.path === "/ws/echo/",
+        `refused row: ${JSON.stringify(r)}`);
+      assert(/origin/i.test(r.why) && /AllowedHostsOriginValidator/.test(r.why) && /ALLOWED_HOSTS/.test(r.why),
+        `the reason does not name the origin check: ${JSON.stringify(r.why)}`);
+      assert(/ago$/.test(r.time), `time: ${JSON.stringify(r.time)}`);
+    });
+
     await check("screenshots", async () => {
-      // The page with this run's traffic, then the detail of the request
-      // sent with credentials over it.
-      await page.click("#d-close");
-      await pollAsync(() => page.evaluate(() => document.getElementById("detail").hidden), 5_000, "#detail to close");
-      for (const [name, open] of [["inspector.png", null], ["inspector-detail.png", `/api/whoami/?${NONCE}=secret`]]) {
-        if (open) await openRow(open);
-        const shot = path.join(OUT, name);
+      // The page with this run's traffic, a tunnel open and the refused
+      // handshake; then the detail of the replayed POST with its replay.
+      const { status, ws } = await wsConnect("globex", sameOrigin("globex"));
+      assert(status === 101 && ws, `handshake status ${status}`);
+      try {
+        await ws.nextJson();
+        await waitTunnels("globex's tunnel for the screenshot", (xs) => xs.length === 1);
+        await page.click("#d-close");
+        await pollAsync(() => page.evaluate(() => document.getElementById("detail").hidden), 5_000, "#detail to close");
+        const shot = path.join(OUT, "inspector.png");
         await page.screenshot({ path: shot, fullPage: true });
         assert(fs.statSync(shot).size > 10_000, `${shot} is suspiciously small`);
         log(`screenshot: ${shot}`);
+      } finally {
+        await ws.close();
       }
+      const first = (await mine()).filter((r) => r.path === replayTarget).at(-1);
+      await clickRow(first._id, replayTarget);
+      await page.click("#d-replay");
+      await pollAsync(async () => (await detailBodies()).result?.status === "200", LIVE_MS, "the replay result");
+      const shot = path.join(OUT, "inspector-detail.png");
+      await page.screenshot({ path: shot, fullPage: true });
+      assert(fs.statSync(shot).size > 10_000, `${shot} is suspiciously small`);
+      log(`screenshot: ${shot}`);
     });
 
     await check("no_request_left_portero", async () => {
@@ -342,5 +611,5 @@ async function main() {
 
 await run(main, {
   timeoutMs: 120_000,
-  expected: 7,
+  expected: 12,
 });
