@@ -139,6 +139,7 @@ async fn route_request(
                 rules: &snap.rules,
                 tunnels: &shared.tunnels,
                 tap: entry.request_tap(),
+                request_bytes: &shared.metrics.request_bytes,
             };
             proxy::forward(req, &ctx, via).await
         }

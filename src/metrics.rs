@@ -69,6 +69,11 @@ struct UpstreamErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabel {
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -92,6 +97,10 @@ pub(crate) struct Metrics {
     open_connections: Gauge,
     open_tunnels: Gauge,
     response_bytes: Counter,
+    /// Request body bytes received (and sent on to an upstream).
+    pub(crate) request_bytes: Counter,
+    /// Bytes through WebSocket tunnels: client to upstream, and back.
+    pub(crate) tunnel_bytes: [Counter; 2],
     /// The tenants that have their own label.
     named_tenants: Mutex<HashSet<String>>,
     /// What `/__portero/` shows of recent traffic, kept beside the
@@ -131,6 +140,13 @@ impl Metrics {
         let open_connections = Gauge::default();
         let open_tunnels = Gauge::default();
         let response_bytes = Counter::default();
+        let request_bytes = Counter::default();
+        let tunnel_family = Family::<DirectionLabel, Counter>::default();
+        let tunnel_bytes = ["up", "down"].map(|direction| {
+            tunnel_family
+                .get_or_create(&DirectionLabel { direction })
+                .clone()
+        });
         registry.register(
             "requests",
             "Requests answered, by route and status class",
@@ -181,6 +197,16 @@ impl Metrics {
             "Response body bytes sent to clients",
             response_bytes.clone(),
         );
+        registry.register(
+            "request_bytes",
+            "Request body bytes received from clients and sent to upstreams",
+            request_bytes.clone(),
+        );
+        registry.register(
+            "tunnel_bytes",
+            "Bytes through WebSocket tunnels, client to upstream (up) and back (down)",
+            tunnel_family,
+        );
         Metrics {
             registry,
             requests,
@@ -193,6 +219,8 @@ impl Metrics {
             open_connections,
             open_tunnels,
             response_bytes,
+            request_bytes,
+            tunnel_bytes,
             named_tenants: Mutex::new(HashSet::new()),
             inspector: Inspector::new(),
         }
@@ -273,6 +301,11 @@ impl Metrics {
     }
 
     /// Counts a client connection as open until the guard is dropped.
+    /// Client connections open now.
+    pub(crate) fn connections(&self) -> i64 {
+        self.open_connections.get()
+    }
+
     pub(crate) fn connection(&self) -> OpenConnection {
         self.open_connections.inc();
         OpenConnection(self.open_connections.clone())

@@ -98,6 +98,13 @@ async fn traffic_shows_up_with_its_fields_and_secrets_masked() {
     assert_eq!(sum["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(sum["inspector_size"], 300);
     assert_eq!(sum["config"], "<embedded default>");
+    // The address bound, not the configured port 0.
+    assert_eq!(
+        sum["listeners"],
+        serde_json::json!([format!("http://{}", p.addr)])
+    );
+    // At least the connection asking.
+    assert!(sum["connections"].as_i64() >= Some(1), "{sum}");
     let up = |name: &str| {
         sum["upstreams"]
             .as_array()

@@ -125,3 +125,49 @@ async fn metrics_answer_only_the_admin_networks() {
     assert_eq!(get(&p.url("/__portero/metrics"), &[]).await.status, 403);
     p.stop().await;
 }
+
+#[tokio::test]
+async fn request_and_tunnel_bytes_are_counted() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let echo = Echo::start().await;
+    let ws = support::ws::WsEcho::start().await;
+    let p = start(config(&format!(
+        "[upstreams.backend]\nurl = \"http://{}\"\n\
+         [upstreams.chat]\nurl = \"http://{}\"\n\
+         [[routes]]\nprefix = \"/api\"\nupstream = \"backend\"\n\
+         [[routes]]\nprefix = \"/ws\"\nupstream = \"chat\"\n",
+        echo.addr, ws.addr
+    )))
+    .await;
+    for body in [&b"12345"[..], &[b'x'; 1000]] {
+        let r = support::request("POST", &p.url("/api/up"), &[], body).await;
+        assert_eq!(r.status, 200);
+    }
+    let host = format!("localhost:{}", p.addr.port());
+    let (mut client, _) = support::ws::connect(p.addr, &host, "/ws/echo", &[])
+        .await
+        .expect("the tunnel opens");
+    client.send(Message::Text("hello".into())).await.unwrap();
+    assert_eq!(
+        client.next().await.unwrap().unwrap(),
+        Message::Text("hello".into())
+    );
+    // The echo's frame is counted before the client could read it.
+    let m = scrape(&get(&p.url("/__portero/metrics"), &[]).await.text());
+    assert_eq!(
+        m[&("portero_request_bytes_total".into(), String::new())],
+        1005.0
+    );
+    // A masked client frame of 5 bytes is 11 on the wire; the echo 7.
+    let tunnel = |d: &str| {
+        m[&(
+            "portero_tunnel_bytes_total".into(),
+            format!("direction={d}"),
+        )]
+    };
+    assert_eq!(tunnel("up"), 11.0);
+    assert_eq!(tunnel("down"), 7.0);
+    drop(client);
+    p.stop().await;
+}

@@ -243,6 +243,12 @@ fn prepare(
         _ => None,
     };
     let mut config = config;
+    // The addresses actually bound (port 0 becomes a port): the status page
+    // shows them.
+    let bound = addrs(&listeners.plain);
+    if !bound.is_empty() {
+        config.server.listen = bound;
+    }
     if let Some(tls) = &mut config.tls {
         // The addresses actually bound (tests bind port 0): the HTTP→HTTPS
         // redirect needs the real TLS port.

@@ -60,7 +60,7 @@ impl Reloader {
             return Outcome::Kept(format!("{}: keeping the running config", text.join("; ")));
         }
         let old = shared.snapshot.load();
-        if config.server.listen != old.config.server.listen
+        if !same_listen(&config.server.listen, &old.config.server.listen)
             || config.tls.is_some() != old.config.tls.is_some()
         {
             tracing::warn!(
@@ -76,7 +76,9 @@ impl Reloader {
                 return Outcome::Kept(format!("tls: {e}: keeping the running config"));
             }
         }
-        // The running TLS listen addresses are the bound ones (see server::run).
+        // The running listen addresses are the bound ones (see
+        // server::prepare): they change only on restart.
+        config.server.listen = old.config.server.listen.clone();
         if let (Some(new), Some(old)) = (&mut config.tls, &old.config.tls) {
             new.listen = old.listen.clone();
         }
@@ -151,3 +153,28 @@ fn spawn_sighup(tx: mpsc::UnboundedSender<()>, stop: CancellationToken) {
 
 #[cfg(not(unix))]
 fn spawn_sighup(_tx: mpsc::UnboundedSender<()>, _stop: CancellationToken) {}
+
+/// Whether the file's listen addresses are the running ones; port 0 in the
+/// file stands for whatever port was bound.
+fn same_listen(file: &[std::net::SocketAddr], running: &[std::net::SocketAddr]) -> bool {
+    file.len() == running.len()
+        && file
+            .iter()
+            .zip(running)
+            .all(|(f, r)| f == r || (f.port() == 0 && f.ip() == r.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_listen;
+
+    #[test]
+    fn port_zero_in_the_file_is_the_bound_port() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert!(same_listen(&[a("127.0.0.1:0")], &[a("127.0.0.1:41000")]));
+        assert!(same_listen(&[a("0.0.0.0:8080")], &[a("0.0.0.0:8080")]));
+        assert!(!same_listen(&[a("0.0.0.0:8081")], &[a("0.0.0.0:8080")]));
+        assert!(!same_listen(&[a("127.0.0.2:0")], &[a("127.0.0.1:41000")]));
+        assert!(!same_listen(&[], &[a("127.0.0.1:41000")]));
+    }
+}

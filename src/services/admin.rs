@@ -74,6 +74,8 @@ pub(crate) struct Summary {
     pub last_reload: Option<Reload>,
     /// Requests held right now, all upstreams together.
     pub held: i64,
+    /// Client connections open now.
+    pub connections: i64,
     pub open_tunnels: usize,
     pub inspector_size: usize,
     pub inspector_unmask: bool,

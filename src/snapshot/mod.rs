@@ -212,6 +212,7 @@ impl Snapshot {
             config: c.source.to_string(),
             last_reload: insp.last_reload(),
             held: metrics.held.get(),
+            connections: metrics.connections(),
             open_tunnels: tunnels.open(),
             inspector_size: insp.size(),
             inspector_unmask: insp.unmasked(),
@@ -283,7 +284,7 @@ impl Shared {
         Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             livereload,
-            tunnels: Tunnels::default(),
+            tunnels: Tunnels::counting(metrics.tunnel_bytes.clone()),
             tls_certs: OnceLock::new(),
             draining: Default::default(),
             metrics,

@@ -39,6 +39,7 @@
     $("listeners").textContent = s.listeners.join(", ");
     $("config").textContent = s.config;
     $("held").textContent = s.held;
+    $("connections").textContent = s.connections;
     const r = s.last_reload;
     $("reload").textContent = r ? (r.applied ? "applied " : "FAILED ") + ago(r.time) : "none yet";
     $("reload").className = r && !r.applied ? "bad" : "";

@@ -16,13 +16,14 @@ use hyper::body::Incoming;
 use super::Ctx;
 use super::tunnel::{self, Tunnels};
 use super::upstream::{
-    Conn, Pool, RequestBody, RequestBodyTimeout, Reuse, finish_response, obtain,
+    Conn, Pool, RequestBody, RequestBodyTimeout, Reuse, Seen, finish_response, obtain,
 };
 use crate::config::{Config, HostMode, RouteTarget, Upstream};
 use crate::error::Error;
 use crate::http::body::{Body, boxed, empty};
 use crate::http::forward;
 use crate::inspector::Tap;
+use prometheus_client::metrics::counter::Counter;
 
 /// The config's forwarding rules, made once per snapshot.
 pub struct Rules {
@@ -56,6 +57,8 @@ pub(crate) struct Via<'a> {
     pub tunnels: &'a Tunnels,
     /// Where the request body's first bytes are copied for the inspector.
     pub tap: Option<Arc<Tap>>,
+    /// Request body bytes, all requests together (the metric).
+    pub request_bytes: &'a Counter,
 }
 
 /// Forwards `req` to the upstream behind `via` and streams the answer back;
@@ -121,14 +124,18 @@ pub(crate) async fn forward(
     let (body, reuse) = if body.is_end_stream() {
         (empty(), Reuse::Yes)
     } else {
+        let seen = Seen {
+            tap: via.tap,
+            bytes: via.request_bytes.clone(),
+        };
         let (body, sent) = match route.body_limit {
             Some(limit) => {
                 let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-                let (b, sent) = RequestBody::new(limited, idle, via.tap);
+                let (b, sent) = RequestBody::new(limited, idle, seen);
                 (boxed(b), sent)
             }
             None => {
-                let (b, sent) = RequestBody::new(body, idle, via.tap);
+                let (b, sent) = RequestBody::new(body, idle, seen);
                 (boxed(b), sent)
             }
         };

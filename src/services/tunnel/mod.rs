@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -37,6 +38,8 @@ pub struct Tunnels {
     /// The proxied tunnels open now, by the order they opened (the status
     /// page lists them; live-reload sockets are not listed).
     listed: Arc<Mutex<Listed>>,
+    /// Every tunnel's bytes added up (up, down): the metrics' counters.
+    totals: [Counter; 2],
 }
 
 #[derive(Default)]
@@ -85,6 +88,14 @@ impl Drop for Listing {
 const MAX_LISTED: usize = 200;
 
 impl Tunnels {
+    /// Tunnels whose bytes add up in `totals` (up, down) as they pass.
+    pub(crate) fn counting(totals: [Counter; 2]) -> Tunnels {
+        Tunnels {
+            totals,
+            ..Tunnels::default()
+        }
+    }
+
     pub fn open(&self) -> usize {
         self.tracker.len()
     }
@@ -203,7 +214,7 @@ pub(crate) async fn open(
         host: ctx.host.with_port(),
         path: ctx.path.to_string(),
         opened: SystemTime::now(),
-        counts: splice::Counts::default(),
+        counts: splice::Counts::new(tunnels.totals.clone()),
     });
     // Spawned before the 101 is returned: hyper completes the client-side
     // upgrade only after the response is written.

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -28,11 +29,41 @@ use crate::conn::ClientIo;
 /// Bytes per read on the TCP path; lives on the stack only during a read.
 const CHUNK: usize = 16 * 1024;
 
-/// Bytes passed so far, each way, readable while the tunnel is open.
-#[derive(Default)]
+/// Bytes passed so far, each way, readable while the tunnel is open, and
+/// added to every tunnel's totals (the metrics) as they pass.
 pub(super) struct Counts {
     pub up: AtomicU64,
     pub down: AtomicU64,
+    totals: [Counter; 2],
+}
+
+impl Counts {
+    pub(super) fn new(totals: [Counter; 2]) -> Counts {
+        Counts {
+            up: AtomicU64::new(0),
+            down: AtomicU64::new(0),
+            totals,
+        }
+    }
+
+    fn up(&self) -> Side<'_> {
+        Side(&self.up, &self.totals[0])
+    }
+
+    fn down(&self) -> Side<'_> {
+        Side(&self.down, &self.totals[1])
+    }
+}
+
+/// One direction's counters: this tunnel's, and all tunnels'.
+#[derive(Clone, Copy)]
+struct Side<'a>(&'a AtomicU64, &'a Counter);
+
+impl Side<'_> {
+    fn add(self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+        self.1.inc_by(n as u64);
+    }
 }
 
 /// Copies until both directions are done; returns bytes (client→upstream,
@@ -65,8 +96,8 @@ pub(super) async fn run(
                 let (cr, cw) = c.into_inner().into_split();
                 let (ur, uw) = u.into_inner().into_split();
                 tokio::try_join!(
-                    pipe(cr, uw, c_pre, &activity, &counts.up),
-                    pipe(ur, cw, u_pre, &activity, &counts.down),
+                    pipe(cr, uw, c_pre, &activity, counts.up()),
+                    pipe(ur, cw, u_pre, &activity, counts.down()),
                 )
             }
             (c, u) => {
@@ -103,7 +134,7 @@ async fn pipe(
     to: OwnedWriteHalf,
     pre: Bytes,
     activity: &Activity,
-    counted: &AtomicU64,
+    counted: Side<'_>,
 ) -> io::Result<u64> {
     let mut total = 0u64;
     let mut pending: Vec<u8> = pre.to_vec();
@@ -150,7 +181,7 @@ async fn pipe(
             return Ok(total);
         }
         total += n as u64;
-        counted.fetch_add(n as u64, Ordering::Relaxed);
+        counted.add(n);
         activity.touch();
     }
 }
@@ -172,12 +203,12 @@ where
     let mut a = Touching {
         inner: a,
         activity,
-        counted: &counts.up,
+        counted: counts.up(),
     };
     let mut b = Touching {
         inner: b,
         activity,
-        counted: &counts.down,
+        counted: counts.down(),
     };
     tokio::io::copy_bidirectional(&mut a, &mut b).await
 }
@@ -257,7 +288,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
 struct Touching<'a, T> {
     inner: T,
     activity: &'a Activity,
-    counted: &'a AtomicU64,
+    counted: Side<'a>,
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
@@ -270,7 +301,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Touching<'_, T> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
-            self.counted.fetch_add(n as u64, Ordering::Relaxed);
+            self.counted.add(n);
             self.activity.touch();
         }
         r

@@ -24,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 use super::pool::{Conn, Pool};
 use crate::error::{BoxError, UpstreamId};
 use crate::inspector::Tap;
+use prometheus_client::metrics::counter::Counter;
 
 /// The client's request body produced nothing for the upstream's
 /// `request_body_timeout`.
@@ -95,17 +96,24 @@ pin_project! {
         idle: Idle,
         #[pin]
         sleep: Sleep,
-        tap: Option<Arc<Tap>>,
+        seen: Seen,
     }
+}
+
+/// Who else sees a request body go by: the inspector's tap (while body
+/// capture is on) and the bytes metric.
+pub(crate) struct Seen {
+    pub tap: Option<Arc<Tap>>,
+    pub bytes: Counter,
 }
 
 impl<B> RequestBody<B> {
     /// Wraps `inner`; the returned flag is set once it was sent in full.
-    /// `tap` (the inspector's) sees every data frame and the end.
+    /// `seen` counts every data frame and taps it, and sees the end.
     pub(crate) fn new(
         inner: B,
         timeout: Duration,
-        tap: Option<Arc<Tap>>,
+        seen: Seen,
     ) -> (RequestBody<B>, Arc<AtomicBool>) {
         let sent = Arc::new(AtomicBool::new(false));
         let body = RequestBody {
@@ -113,7 +121,7 @@ impl<B> RequestBody<B> {
             sent: sent.clone(),
             idle: Idle::new(timeout),
             sleep: tokio::time::sleep(timeout),
-            tap,
+            seen,
         };
         (body, sent)
     }
@@ -140,11 +148,14 @@ where
                     Some(Ok(_)) => this.inner.is_end_stream(),
                     Some(Err(_)) => false,
                 };
-                if let Some(tap) = this.tap.as_deref() {
-                    if let Some(Some(data)) = frame.as_ref().map(|f| f.as_ref().ok()?.data_ref()) {
+                if let Some(Some(data)) = frame.as_ref().map(|f| f.as_ref().ok()?.data_ref()) {
+                    this.seen.bytes.inc_by(data.len() as u64);
+                    if let Some(tap) = this.seen.tap.as_deref() {
                         tap.feed(data);
                     }
-                    if ended {
+                }
+                if ended {
+                    if let Some(tap) = this.seen.tap.as_deref() {
                         tap.end();
                     }
                 }

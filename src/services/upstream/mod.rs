@@ -12,7 +12,7 @@ use http::Response;
 use hyper::body::Incoming;
 
 use self::body::PooledBody;
-pub(crate) use self::body::{RequestBody, RequestBodyTimeout, Reuse};
+pub(crate) use self::body::{RequestBody, RequestBodyTimeout, Reuse, Seen};
 use self::pool::Got;
 pub(crate) use self::pool::{Conn, ConnectError, Pool, set_worker};
 use super::Ctx;
