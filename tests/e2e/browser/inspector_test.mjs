@@ -240,6 +240,9 @@ async function main() {
       await pollAsync(() => page.evaluate(() => document.getElementById("live").textContent === "yes"
           && document.getElementById("version").textContent !== ""),
         LIVE_MS, "#live to say \"yes\" and #version to be filled");
+      // The header names the address bound (run.sh listens on port 0).
+      const listeners = await page.textContent("#listeners");
+      assert(listeners.split(", ").includes(`http://127.0.0.1:${PORT}`), `#listeners: ${JSON.stringify(listeners)}`);
       const note = await page.textContent("#inspector-note");
       assert(/credentials masked/.test(note) && note.includes(`first ${BODIES} bytes of bodies`),
         `#inspector-note: ${JSON.stringify(note)}`);
