@@ -112,10 +112,13 @@ class Ws {
   constructor(socket, head) {
     this.socket = socket;
     this.buf = Buffer.from(head || []);
+    // Bytes on the wire after the handshake, each way.
+    this.received = this.buf.length;
+    this.sent = 0;
     this.frames = [];
     this.closed = false;
     this.wakers = [];
-    socket.on("data", (d) => { this.buf = Buffer.concat([this.buf, d]); this.parse(); });
+    socket.on("data", (d) => { this.received += d.length; this.buf = Buffer.concat([this.buf, d]); this.parse(); });
     socket.on("close", () => { this.closed = true; this.wake(); });
     socket.on("error", () => {});
     this.parse();
@@ -150,7 +153,9 @@ class Ws {
     assert(payload.length < 126, "short frames only");
     const mask = crypto.randomBytes(4);
     const masked = Buffer.from(payload.map((x, i) => x ^ mask[i % 4]));
-    this.socket.write(Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]));
+    const frame = Buffer.concat([Buffer.from([0x80 | opcode, 0x80 | payload.length]), mask, masked]);
+    this.sent += frame.length;
+    this.socket.write(frame);
   }
   sendText(text) { this.send(1, Buffer.from(text, "utf8")); }
   async nextJson() {
@@ -541,8 +546,11 @@ async function main() {
         ws.sendText(`ping ${NONCE}`);
         const echo = await ws.nextJson();
         assert(echo.type === "echo" && echo.data === `ping ${NONCE}`, `echo: ${JSON.stringify(echo)}`);
-        const ts = await waitTunnels("the open tunnel with bytes both ways", (xs) => xs.length === 1
-          && Number(xs[0]["bytes up"]) > 0 && Number(xs[0]["bytes down"]) > 0);
+        // Exactly what passed: up, the ping frame; down, the hello (which
+        // Daphne sends right behind the 101) and the echo.
+        const want = { up: ws.sent, down: ws.received };
+        const ts = await waitTunnels(`the open tunnel with ${want.up} bytes up and ${want.down} down (what the client sent and got)`,
+          (xs) => xs.length === 1 && Number(xs[0]["bytes up"]) === want.up && Number(xs[0]["bytes down"]) === want.down);
         log(`open tunnel: ${JSON.stringify(ts[0])}`);
         assert(ts[0].tenant === "acme" && ts[0]["host and path"] === `acme.localhost:${PORT}/ws/echo/`, `tunnel row: ${JSON.stringify(ts[0])}`);
         assert(/\d+s$/.test(ts[0]["open for"]), `open for: ${JSON.stringify(ts[0]["open for"])}`);
