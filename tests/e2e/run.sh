@@ -16,6 +16,10 @@
 #                                    full run, but the browser tests N times in a
 #                                    row against the same stack (SPA copy restored
 #                                    before each); logs in out/browser-run<i>/
+#   tests/e2e/run.sh --inspector-only [--browser-repeat N]
+#                                    setup + portero (http only) + the browser
+#                                    test of its /__portero/ page (N times),
+#                                    no pytest
 #
 # See tests/e2e/README.md for the environment variables.
 set -euo pipefail
@@ -26,16 +30,17 @@ while (( $# )); do
   case "$1" in
     --backend-only) MODE=backend ;;
     --ws-bench) MODE=wsbench ;;
+    --inspector-only) MODE=inspector ;;
     --browser-repeat)
       [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: --browser-repeat needs a count >= 1" >&2; exit 2; }
       BROWSER_REPEAT=$2; shift ;;
-    -h|--help) sed -n '3,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '3,24p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument: $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
-if (( BROWSER_REPEAT > 1 )) && [[ $MODE != full ]]; then
-  echo "run.sh: --browser-repeat only applies to the full run" >&2; exit 2
+if (( BROWSER_REPEAT > 1 )) && [[ $MODE != full && $MODE != inspector ]]; then
+  echo "run.sh: --browser-repeat only applies to the full run and --inspector-only" >&2; exit 2
 fi
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -122,7 +127,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ensure_system_packages() {
   local missing=()
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
-  if [[ $MODE == full ]]; then
+  if [[ $MODE == full || $MODE == inspector ]]; then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium)
     [[ -x /usr/bin/chromedriver ]] || missing+=(chromium-driver)
     command -v certutil >/dev/null || missing+=(libnss3-tools)   # NSS db for the HTTPS browser test
@@ -222,6 +227,15 @@ start_portero() {
   local cwd="$WORK/portero-cwd" schemes=(http)
   # cwd: an empty dir, so no stray ./portero.toml is picked up.
   mkdir -p "$cwd"
+  if [[ $MODE == full || $MODE == inspector ]]; then
+    # The embedded default (config/portero.toml) with body capture on, for
+    # the /__portero/ page test (request bodies, replay): the same config
+    # plus one key, given with --config.
+    local conf="$WORK/portero.toml"
+    awk '{ print } /^\[admin\][[:space:]]*$/ { print "inspector_bodies = \"4KiB\""; n++ } END { exit n != 1 }' \
+      "$ROOT/config/portero.toml" >"$conf" || die "config/portero.toml has no single [admin] table to add inspector_bodies to"
+    cmd+=(--config "$conf")
+  fi
   if [[ $MODE == full ]]; then
     # HTTPS as the README has a developer set it up: `portero cert` (no tenant
     # named) in the folder portero runs in, then --tls-listen alone, so every
@@ -391,7 +405,8 @@ rm -f "$OUT"/{initdb,pg_ctl,postgres,django-setup,daphne,daphne-access,portero.s
       "$OUT"/{portero-cert,browser-https,browser-https-console}.log "$OUT"/browser-https-*.png \
       "$OUT"/{ws-bench,nginx.stdout,nginx-error}.log "$OUT"/ws-bench.md \
       "$OUT"/{devserver,devserver-browser,devserver-console,portero-devserver.stdout,portero-devserver.stderr}.log \
-      "$OUT"/devserver-final.png "$OUT"/devserver-requests.jsonl
+      "$OUT"/devserver-final.png "$OUT"/devserver-requests.jsonl \
+      "$OUT"/{inspector,inspector-console}.log "$OUT"/inspector{,-detail}.png
 rm -rf "$OUT"/browser-run[0-9]*
 export E2E_OUT="$OUT"
 
@@ -401,7 +416,7 @@ fi
 
 ensure_system_packages
 ensure_venv
-[[ $MODE == full ]] && ensure_node_modules
+[[ $MODE == full || $MODE == inspector ]] && ensure_node_modules
 
 WORK="$(mktemp -d /tmp/portero-e2e.XXXXXX)"
 chmod 755 "$WORK"
@@ -431,6 +446,23 @@ elif [[ $MODE == wsbench ]]; then
   else
     RESULT[ws_bench]="FAIL(exit $rc)"
   fi
+elif [[ $MODE == inspector ]]; then
+  start_portero
+  ifailed=0 irc=0
+  for i in $(seq "$BROWSER_REPEAT"); do
+    dir="$OUT" round=""
+    if (( BROWSER_REPEAT > 1 )); then dir="$OUT/browser-run$i" round=", run $i of $BROWSER_REPEAT"; mkdir -p "$dir"; fi
+    log "running the /__portero/ page test$round (inspector_test.mjs) against portero on 127.0.0.1:$E2E_PORTERO_PORT"
+    rc=0
+    run_stage "$dir/inspector.log" 150 env E2E_OUT="$dir" node "$HERE/browser/inspector_test.mjs" || rc=$?
+    [[ $rc == 0 ]] || { ifailed=$((ifailed + 1)) irc=$rc; log "/__portero/ page test$round failed (exit $rc)"; }
+  done
+  if (( BROWSER_REPEAT == 1 )); then
+    (( ifailed == 0 )) && RESULT[inspector]=PASS || RESULT[inspector]="FAIL(exit $irc)"
+  else
+    (( ifailed == 0 )) && RESULT[inspector]=PASS || RESULT[inspector]="FAIL($ifailed of $BROWSER_REPEAT runs)"
+  fi
+  if stop_portero_checked; then RESULT[sigterm_exit0]=PASS; else RESULT[sigterm_exit0]=FAIL; fi
 else
   start_portero
   log "running pytest scenarios against portero on 127.0.0.1:$E2E_PORTERO_PORT"
@@ -447,8 +479,9 @@ else
   fi
 
   # Each round: the HTTPS test (it leaves the SPA copy as it is), then the
-  # browser test over http:// (it edits the copy: live reload).
-  bfailed=0 hfailed=0 brc=0 hrc=0
+  # browser test over http:// (it edits the copy: live reload), then the
+  # test of portero's /__portero/ page.
+  bfailed=0 hfailed=0 brc=0 hrc=0 ifailed=0 irc=0
   for i in $(seq "$BROWSER_REPEAT"); do
     dir="$OUT" round=""
     if (( BROWSER_REPEAT > 1 )); then
@@ -470,15 +503,22 @@ else
     rc=0
     run_stage "$dir/browser.log" 240 env E2E_OUT="$dir" node "$HERE/browser/browser_test.mjs" || rc=$?
     [[ $rc == 0 ]] || { bfailed=$((bfailed + 1)) brc=$rc; log "browser test$round failed (exit $rc)"; }
+    log "running the /__portero/ page test$round (inspector_test.mjs)"
+    rc=0
+    run_stage "$dir/inspector.log" 150 env E2E_OUT="$dir" node "$HERE/browser/inspector_test.mjs" || rc=$?
+    [[ $rc == 0 ]] || { ifailed=$((ifailed + 1)) irc=$rc; log "/__portero/ page test$round failed (exit $rc)"; }
   done
   if (( BROWSER_REPEAT == 1 )); then
     (( bfailed == 0 )) && RESULT[browser]=PASS || RESULT[browser]="FAIL(exit $brc)"
     (( hfailed == 0 )) && RESULT[browser_https]=PASS || RESULT[browser_https]="FAIL(exit $hrc)"
+    (( ifailed == 0 )) && RESULT[inspector]=PASS || RESULT[inspector]="FAIL(exit $irc)"
   else
     (( bfailed == 0 )) && RESULT[browser]=PASS || RESULT[browser]="FAIL($bfailed of $BROWSER_REPEAT runs)"
     (( hfailed == 0 )) && RESULT[browser_https]=PASS || RESULT[browser_https]="FAIL($hfailed of $BROWSER_REPEAT runs)"
+    (( ifailed == 0 )) && RESULT[inspector]=PASS || RESULT[inspector]="FAIL($ifailed of $BROWSER_REPEAT runs)"
     log "browser test: $((BROWSER_REPEAT - bfailed)) of $BROWSER_REPEAT runs passed;" \
-        "HTTPS browser test: $((BROWSER_REPEAT - hfailed)) of $BROWSER_REPEAT"
+        "HTTPS browser test: $((BROWSER_REPEAT - hfailed)) of $BROWSER_REPEAT;" \
+        "/__portero/ page test: $((BROWSER_REPEAT - ifailed)) of $BROWSER_REPEAT"
   fi
 
   # The dev server test: its own dev server and portero (flags only), once.

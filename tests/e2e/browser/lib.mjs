@@ -92,3 +92,22 @@ export async function pollNode(fn, timeoutMs, what) {
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
 }
+
+// Polls the async fn() in node until it returns a truthy value. On timeout
+// the error names `what` and describe() (what was seen last), if given.
+export async function pollAsync(fn, timeoutMs, what, describe = () => undefined) {
+  const deadline = Date.now() + timeoutMs;
+  let failure = null;
+  while (Date.now() < deadline) {
+    try {
+      const v = await fn();
+      failure = null;
+      if (v) return v;
+    } catch (e) {
+      failure = e.message.split("\n")[0];
+    }
+    await sleep(100);
+  }
+  const seen = failure ? `last call failed: ${failure}` : `last seen: ${JSON.stringify(describe())}`;
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${seen}`);
+}
