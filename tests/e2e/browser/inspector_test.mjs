@@ -266,7 +266,7 @@ async function main() {
     // The tenants table's row for `name`, as numbers.
     const tenantRow = async (name) => {
       const r = (await table("#tenants")).find((t) => t.tenant === name);
-      return r ? { requests: Number(r.requests), errors: Number(r.errors) } : { requests: 0, errors: 0 };
+      return r ? { requests: Number(r.requests), errors: Number(r["4xx + 5xx"]) } : { requests: 0, errors: 0 };
     };
     let tenantsSeen;
     const waitTenants = (what, pred) => pollAsync(async () => {
