@@ -2,15 +2,20 @@
 //! (or is dropped), so duration and byte count are the real ones; the
 //! request is counted in the metrics at the same moment.
 //!
-//! Where lines go is set once per process ([`init`]): a buffered writer on
-//! its own thread (tracing-appender's non-blocking writer), so a request
-//! never waits for a terminal or a disk; without it (tests, embedding), a
+//! Where lines go is set once per process ([`init`]): a buffer written out
+//! in batches by a thread of its own ([`writer`]), so a request never waits
+//! for a terminal or a disk; without it (tests, embedding), a
 //! `portero::access` tracing event.
+
+mod writer;
+
+pub use writer::Flush;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use std::cell::RefCell;
 use std::io::Write as _;
 use std::sync::{Arc, OnceLock};
 
@@ -36,16 +41,32 @@ pub enum Format {
 }
 
 struct Sink {
-    writer: tracing_appender::non_blocking::NonBlocking,
+    buffer: Arc<writer::Buffer>,
     format: Format,
 }
 
 static SINK: OnceLock<Option<Sink>> = OnceLock::new();
 
-/// Sends access lines to `writer` (`None`: no access log) in `format`, for
-/// the life of the process. Only the first call counts.
-pub fn init(writer: Option<tracing_appender::non_blocking::NonBlocking>, format: Format) {
-    let _ = SINK.set(writer.map(|writer| Sink { writer, format }));
+thread_local! {
+    /// Each thread formats its lines here: no allocation per line.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+/// Sends access lines to `out` (`None`: no access log) in `format`, for the
+/// life of the process; only the first call counts. Keep the returned
+/// [`Flush`] until the process ends: dropping it writes what is still
+/// buffered.
+pub fn init(
+    out: Option<Box<dyn std::io::Write + Send>>,
+    format: Format,
+) -> std::io::Result<Option<Flush>> {
+    let Some(out) = out else {
+        let _ = SINK.set(None);
+        return Ok(None);
+    };
+    let (buffer, flush) = writer::start(out)?;
+    let _ = SINK.set(Some(Sink { buffer, format }));
+    Ok(Some(flush))
 }
 
 /// The fields of one access-log line, filled in as dispatch learns them.
@@ -149,16 +170,21 @@ impl Entry {
         );
         match SINK.get() {
             Some(None) => {}
-            Some(Some(sink)) => {
-                let line = match sink.format {
+            Some(Some(sink)) => LINE.with_borrow_mut(|line| {
+                line.clear();
+                match sink.format {
                     Format::Text { colour } => {
-                        self.text(took, if complete { "" } else { " (incomplete)" }, colour)
+                        let suffix = if complete { "" } else { " (incomplete)" };
+                        self.text(line, took, suffix, colour)
                     }
-                    Format::Json => self.json(took, bytes, complete),
-                };
-                // A full buffer drops the line rather than hold the request.
-                let _ = sink.writer.clone().write_all(line.as_bytes());
-            }
+                    Format::Json => self.json(line, took, bytes, complete),
+                }
+                sink.buffer.push(line);
+                // A line that was unusually long keeps no memory.
+                if line.capacity() > 64 * 1024 {
+                    *line = Vec::with_capacity(512);
+                }
+            }),
             None => {
                 if self.error.is_some()
                     || tracing::enabled!(target: "portero::access", tracing::Level::INFO)
@@ -190,7 +216,9 @@ impl Entry {
         });
     }
 
-    fn text(&self, took: std::time::Duration, suffix: &str, colour: bool) -> String {
+    /// The human-readable line, appended to `line`. Writing into a `Vec`
+    /// cannot fail.
+    fn text(&self, line: &mut Vec<u8>, took: std::time::Duration, suffix: &str, colour: bool) {
         let status = self.status.as_u16();
         let (on, off) = match (colour, status) {
             (false, _) => ("", ""),
@@ -198,7 +226,8 @@ impl Entry {
             (true, 400..) => ("\x1b[33m", "\x1b[0m"),
             (true, _) => ("\x1b[32m", "\x1b[0m"),
         };
-        let mut line = format!(
+        let _ = write!(
+            line,
             "{} {} {} {}{} {on}{status}{off} {:.1}ms {}{}",
             humantime::format_rfc3339_millis(std::time::SystemTime::now()),
             self.tenant.as_deref().unwrap_or("-"),
@@ -210,22 +239,22 @@ impl Entry {
             suffix,
         );
         if let Some((msg, fault)) = &self.error {
-            line.push_str(&format!(" {fault} fault: {msg}"));
+            let _ = write!(line, " {fault} fault: {msg}");
         }
-        line.push('\n');
-        line
+        line.push(b'\n');
     }
 
-    fn json(&self, took: std::time::Duration, bytes: u64, complete: bool) -> String {
+    /// The JSON object, and a newline, appended to `line`.
+    fn json(&self, line: &mut Vec<u8>, took: std::time::Duration, bytes: u64, complete: bool) {
         #[derive(serde::Serialize)]
         struct Line<'a> {
-            time: String,
-            peer: String,
+            time: Shown<humantime::Rfc3339Timestamp>,
+            peer: Shown<std::net::IpAddr>,
             tenant: Option<&'a str>,
             method: &'a str,
             host: &'a str,
             path: &'a str,
-            route: String,
+            route: Shown<&'a RouteLabel>,
             status: u16,
             ms: f64,
             bytes: u64,
@@ -236,25 +265,29 @@ impl Entry {
             #[serde(skip_serializing_if = "Option::is_none")]
             error: Option<&'a str>,
         }
-        let mut line = serde_json::to_string(&Line {
-            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            peer: self.peer.ip().to_string(),
-            tenant: self.tenant.as_deref(),
-            method: self.method.as_str(),
-            host: self.host(),
-            path: self.uri.path(),
-            route: self.route.to_string(),
-            status: self.status.as_u16(),
-            ms: (took.as_secs_f64() * 10_000.0).round() / 10.0,
-            bytes,
-            upstream: self.upstream.as_ref().map(|u| u.name.as_str()),
-            complete,
-            fault: self.error.as_ref().map(|(_, f)| *f),
-            error: self.error.as_ref().map(|(m, _)| m.as_str()),
-        })
+        serde_json::to_writer(
+            &mut *line,
+            &Line {
+                time: Shown(humantime::format_rfc3339_millis(
+                    std::time::SystemTime::now(),
+                )),
+                peer: Shown(self.peer.ip()),
+                tenant: self.tenant.as_deref(),
+                method: self.method.as_str(),
+                host: self.host(),
+                path: self.uri.path(),
+                route: Shown(&self.route),
+                status: self.status.as_u16(),
+                ms: (took.as_secs_f64() * 10_000.0).round() / 10.0,
+                bytes,
+                upstream: self.upstream.as_ref().map(|u| u.name.as_str()),
+                complete,
+                fault: self.error.as_ref().map(|(_, f)| *f),
+                error: self.error.as_ref().map(|(m, _)| m.as_str()),
+            },
+        )
         .expect("strings and numbers serialize");
-        line.push('\n');
-        line
+        line.push(b'\n');
     }
 
     /// The host the client named: the target's authority, else `Host`.
@@ -288,6 +321,16 @@ impl Entry {
                 self.status.as_u16(), ms, bytes, incomplete, fault, msg
             ),
         }
+    }
+}
+
+/// A value serialized as its `Display` text, written straight into the
+/// line (no `String` in between).
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> serde::Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
     }
 }
 

@@ -70,7 +70,7 @@ pub use tls::check as check_files;
 
 /// Where access lines go, set once per process by the command line.
 pub mod access {
-    pub use crate::access_log::{Format, init};
+    pub use crate::access_log::{Flush, Format, init};
 }
 
 /// What the benches and integration tests reach below the public API. Not

@@ -478,19 +478,13 @@ fn init_logging(level: &str, json: bool) {
     }
 }
 
-/// Sets up the access log: a buffered writer on its own thread, so a slow
-/// terminal or disk never holds a request. The guard flushes it when
-/// dropped.
-fn access_log(
-    target: &str,
-    json: bool,
-) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+/// Sets up the access log: a buffer written out in batches by a thread of
+/// its own, so a slow terminal or disk never holds a request. The guard
+/// writes what is still buffered when dropped.
+fn access_log(target: &str, json: bool) -> anyhow::Result<Option<portero::access::Flush>> {
     use portero::access::Format;
-    let (writer, colour): (Box<dyn std::io::Write + Send>, bool) = match target {
-        "off" => {
-            portero::access::init(None, Format::Json);
-            return Ok(None);
-        }
+    let (out, colour): (Box<dyn std::io::Write + Send>, bool) = match target {
+        "off" => return Ok(portero::access::init(None, Format::Json)?),
         "-" => (
             Box::new(std::io::stderr()),
             std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -504,16 +498,12 @@ fn access_log(
             (Box::new(file), false)
         }
     };
-    // Lossy: when the writer falls behind by 128k lines, lines are dropped
-    // rather than requests held.
-    let (writer, guard) = tracing_appender::non_blocking(writer);
     let format = if json {
         Format::Json
     } else {
         Format::Text { colour }
     };
-    portero::access::init(Some(writer), format);
-    Ok(Some(guard))
+    Ok(portero::access::init(Some(out), format)?)
 }
 
 fn serve(config: Config, overrides: Overrides) -> anyhow::Result<()> {
