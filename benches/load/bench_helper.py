@@ -368,6 +368,8 @@ def report(run_dir):
         f"`wrk -t1` on CPU {meta.get('client_cpu', '?')}; loopback only"
     )
     w(f"- rounds: {meta.get('rounds_desc', '?')}")
+    if "autogroup_nice" in meta:
+        w(f"- run.sh's scheduler autogroup (servers and clients included) at nice {meta['autogroup_nice']}")
     w("- versions:")
     for k in ("nginx", "haproxy", "caddy", "wrk", "h2load", "openssl", "node", "express", "http-proxy-middleware",
               "portero", "portero_base"):

@@ -24,6 +24,11 @@
 #                           HTTPS keep-alive runs use --duration and --c1-duration
 #   --no-install            never apt-get / npm install              (env BENCH_NO_INSTALL=1)
 #   --wait-quiet S          first wait up to S s for the machine to be idle (env BENCH_WAIT_QUIET, default 0)
+#   --autogroup-nice N      set the nice value of run.sh's scheduler autogroup (its session: servers and clients
+#                           included) to N, -20..19, for the run; restored at exit (env BENCH_AUTOGROUP_NICE).
+#                           With kernel.sched_autogroup_enabled = 1 the CPU is shared between sessions first, so
+#                           `nice -n 19` work in another session still takes half a core; -19 here makes it yield.
+#                           Negative values need root.
 #   -h, --help
 # Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, BENCH_CONNS (64),
 #   BENCH_WARMUP (s, default 2), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
@@ -52,7 +57,7 @@ ENV_DESC="" # the BENCH_* / PORTERO_BIN settings given in the environment, for t
 for v in BENCH_QUICK BENCH_SCENARIOS BENCH_PEERS BENCH_STATIC_PEERS BENCH_ROUNDS BENCH_STATIC_ROUNDS BENCH_DURATION \
     BENCH_C1_DURATION BENCH_STATIC_DURATION BENCH_WARMUP BENCH_CONNS BENCH_SERVER_CPU BENCH_CLIENT_CPU \
     BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN \
-    BENCH_TLS_PEERS BENCH_TLS_DURATION BENCH_HS_CONNS BENCH_H2_CONNS BENCH_H2_STREAMS TLS_CLIENT_BIN; do
+    BENCH_TLS_PEERS BENCH_TLS_DURATION BENCH_HS_CONNS BENCH_H2_CONNS BENCH_H2_STREAMS TLS_CLIENT_BIN BENCH_AUTOGROUP_NICE; do
     [[ -z ${!v:-} ]] || ENV_DESC+="$v=${!v} "
 done
 
@@ -78,6 +83,7 @@ STATIC_DURATION=${BENCH_STATIC_DURATION:-}
 WARMUP=${BENCH_WARMUP:-}
 NO_INSTALL=${BENCH_NO_INSTALL:-0}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
+AUTOGROUP_NICE=${BENCH_AUTOGROUP_NICE:-}
 CONNS=${BENCH_CONNS:-64}
 NOISE_PCT=${BENCH_NOISE_PCT:-15}
 RETRIES=${BENCH_RETRIES:-2}
@@ -104,6 +110,7 @@ while [[ $# -gt 0 ]]; do
         --static-duration) STATIC_DURATION=${2:?}; shift ;;
         --no-install) NO_INSTALL=1 ;;
         --wait-quiet) WAIT_QUIET=${2:?}; shift ;;
+        --autogroup-nice) AUTOGROUP_NICE=${2:?}; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -119,6 +126,8 @@ for v in ROUNDS STATIC_ROUNDS DURATION C1_DURATION STATIC_DURATION WARMUP CONNS 
     TLS_DURATION HS_CONNS H2_CONNS H2_STREAMS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
+[[ -z $AUTOGROUP_NICE || ( $AUTOGROUP_NICE =~ ^-?[0-9]+$ && $AUTOGROUP_NICE -ge -20 && $AUTOGROUP_NICE -le 19 ) ]] \
+    || die "--autogroup-nice must be an integer from -20 to 19, got '$AUTOGROUP_NICE'"
 [[ $ROUNDS -ge 1 && $STATIC_ROUNDS -ge 1 && $DURATION -ge 1 && $C1_DURATION -ge 1 && $STATIC_DURATION -ge 1 && $TLS_DURATION -ge 1 \
     && $HS_CONNS -ge 1 && $H2_CONNS -ge 1 && $H2_STREAMS -ge 1 ]] \
     || die "rounds and durations must be >= 1"
@@ -202,11 +211,15 @@ stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL (children collected
     return 0
 }
 
+AUTOGROUP_BEFORE=""
 cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     [[ -z ${CLIENT_PID:-} ]] || stop_pid "$CLIENT_PID"
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [[ -n $AUTOGROUP_BEFORE ]]; then
+        echo "$AUTOGROUP_BEFORE" >/proc/self/autogroup 2>/dev/null || log "WARNING: could not restore the autogroup nice to $AUTOGROUP_BEFORE"
+    fi
     if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept work dir $WORK"; else rm -rf "$WORK"; fi
     [[ $rc == 0 ]] || log "exiting with status $rc (logs: $RUN_DIR/logs)"
     exit "$rc"
@@ -831,7 +844,15 @@ nofile=$(ulimit -n)
 
 # ------------------------------------------------------------------ run
 log "results: $RUN_DIR"
-if wants tls; then build_tls_client; fi
+if wants tls; then build_tls_client; fi # before any autogroup change: the build stays niced
+if [[ -n $AUTOGROUP_NICE ]]; then
+    [[ -r /proc/self/autogroup ]] || die "--autogroup-nice: no /proc/self/autogroup (kernel without CONFIG_SCHED_AUTOGROUP)"
+    AUTOGROUP_BEFORE=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\)$/\1/p' /proc/self/autogroup)
+    [[ -n $AUTOGROUP_BEFORE ]] || die "--autogroup-nice: cannot read /proc/self/autogroup"
+    echo "$AUTOGROUP_NICE" >/proc/self/autogroup || { AUTOGROUP_BEFORE=""; die "could not set the autogroup nice to $AUTOGROUP_NICE (negative values need root)"; }
+    log "scheduler autogroup nice $AUTOGROUP_BEFORE -> $AUTOGROUP_NICE for this run (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?'))"
+    meta autogroup_nice "$AUTOGROUP_NICE (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?'))"
+fi
 if [[ $WAIT_QUIET -gt 0 ]]; then
     log "waiting up to ${WAIT_QUIET}s for the machine to be idle"
     if busy=$(python3 "$HELPER" wait-quiet "$WAIT_QUIET"); then
