@@ -4,8 +4,13 @@
 Subcommands:
   gen-static DIR            write index.html (2 KiB) and app.3f9a1c2b.js (100 KiB)
                             plus their .gz variants into DIR (deterministic content)
-  parse-wrk FILE            print one TSV line from a `wrk --latency` output:
-                            rps p50_ms p99_ms requests non2xx sockerr bytes_per_req
+  parse-wrk FILE            print one TSV line from a `wrk --latency` output (or tls_client's, which
+                            imitates it): rps p50_ms p99_ms requests non2xx sockerr bytes_per_req
+  parse-h2load FILE         the same line from an h2load output; h2load gives no percentiles:
+                            p50_ms is its mean time for request, p99_ms is nan
+  sys-snap SERVER_CPU CLIENT_CPU   print a snapshot token: TCP passive opens (/proc/net/snmp) and
+                            busy/total ticks of the two CPUs (/proc/stat)
+  sys-diff SNAP0 SNAP1      print `tcp_accepts server_busy_pct client_busy_pct` between two snapshots
   wait-quiet MAX_SECONDS     wait until the machine is idle (<10% busy for 4 s); exit 1 on timeout
   cpu-snap ROOT_PID         print `busy ours steal total` clock ticks (see cpu_snap)
   report RUN_DIR            render the markdown report from RUN_DIR/{meta,data,skipped}.tsv
@@ -128,7 +133,67 @@ def parse_wrk(path):
     )
 
 
+def parse_h2load_text(text):
+    fin = re.search(r"^finished in ([\d.]+)(ms|s), ([\d.]+) req/s", text, re.M)
+    if not fin:
+        raise ValueError("no 'finished in ... req/s' line in h2load output")
+    req = re.search(
+        r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout",
+        text,
+        re.M,
+    )
+    codes = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text, re.M)
+    traffic = re.search(r"^traffic: [\d.]+\w* \((\d+)\) total", text, re.M)
+    treq = re.search(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", text, re.M)
+    if not (req and codes and treq):
+        raise ValueError("h2load output without requests/status codes/time for request lines")
+    done = int(req.group(3))
+    ok = int(codes.group(1)) + int(codes.group(2))
+    return {
+        "rps": float(fin.group(3)),
+        "p50_ms": _ms(treq.group(3)),
+        "p99_ms": float("nan"),
+        "requests": done,
+        "non2xx": int(req.group(4)) - ok if int(req.group(4)) > ok else 0,
+        "sockerr": int(req.group(5)) + int(req.group(6)) + int(req.group(7)),
+        "bytes_per_req": int(traffic.group(1)) / done if traffic and done else 0.0,
+    }
+
+
+def parse_h2load(path):
+    with open(path) as f:
+        r = parse_h2load_text(f.read())
+    print(
+        f"{r['rps']:.2f}\t{r['p50_ms']:.4f}\tnan\t{r['requests']}\t"
+        f"{r['non2xx']}\t{r['sockerr']}\t{r['bytes_per_req']:.0f}"
+    )
+
+
 # ---------------------------------------------------------------- cpu-busy
+
+
+def sys_snap(server_cpu, client_cpu):
+    with open("/proc/net/snmp") as f:
+        tcp = [l.split() for l in f if l.startswith("Tcp:")]
+    opens = int(tcp[1][tcp[0].index("PassiveOpens")])
+    cpus = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0].startswith("cpu") and parts[0] != "cpu":
+                v = [int(x) for x in parts[1:9]]
+                cpus[parts[0][3:]] = (sum(v) - v[3] - v[4], sum(v))
+    s, c = cpus[str(server_cpu)], cpus[str(client_cpu)]
+    print(f"{opens}:{s[0]}:{s[1]}:{c[0]}:{c[1]}")
+
+
+def sys_diff(a, b):
+    a = [int(x) for x in a.split(":")]
+    b = [int(x) for x in b.split(":")]
+    d = [y - x for x, y in zip(a, b)]
+    print(f"{d[0]}\t{100 * d[1] / max(d[2], 1):.0f}\t{100 * d[3] / max(d[4], 1):.0f}")
+
+
 
 
 def wait_quiet(max_s, thresh=10.0):
@@ -237,6 +302,8 @@ PEER_LABEL = {
     "hpm": "http-proxy-middleware 3 + express 5",
     "portero": "**portero**",
     "portero-base": "portero, base binary (`PORTERO_BASE_BIN`)",
+    "nginx-log": "nginx proxy_pass, access log on (combined, to a file)",
+    "portero-log": "**portero**, access log on (`--access-log FILE`)",
     "express": "express.static",
 }
 STATIC_LABEL = {
@@ -276,7 +343,19 @@ def report(run_dir):
             "p99": statistics.median(float(r["p99_ms"]) for r in rows),
             "errors": sum(int(r["non2xx"]) + int(r["sockerr"]) for r in rows),
             "bpr": statistics.median(float(r["bytes_per_req"]) for r in rows),
+            "accepts_per_req": statistics.median(
+                int(r.get("tcp_accepts") or 0) / max(int(r["requests"]), 1) for r in rows
+            ),
+            "server_busy": statistics.median(float(r.get("server_cpu_busy_pct") or 0) for r in rows),
+            "client_busy": statistics.median(float(r.get("client_cpu_busy_pct") or 0) for r in rows),
         }
+
+    def round_ratios(scen, a, b, variant, conns):
+        # per-round ratio a/b (same round, adjacent in time): median, min, max
+        ra = {r["round"]: float(r["rps"]) for r in groups.get((scen, a, variant, conns), [])}
+        rb = {r["round"]: float(r["rps"]) for r in groups.get((scen, b, variant, conns), [])}
+        xs = [ra[k] / rb[k] for k in ra if k in rb and rb[k]]
+        return (statistics.median(xs), min(xs), max(xs)) if xs else None
 
     out = []
     w = out.append
@@ -289,8 +368,11 @@ def report(run_dir):
         f"`wrk -t1` on CPU {meta.get('client_cpu', '?')}; loopback only"
     )
     w(f"- rounds: {meta.get('rounds_desc', '?')}")
+    if "autogroup_nice" in meta:
+        w(f"- run.sh's scheduler autogroup (servers and clients included) at nice {meta['autogroup_nice']}")
     w("- versions:")
-    for k in ("nginx", "haproxy", "caddy", "wrk", "node", "express", "http-proxy-middleware", "portero"):
+    for k in ("nginx", "haproxy", "caddy", "wrk", "h2load", "openssl", "node", "express", "http-proxy-middleware",
+              "portero", "portero_base"):
         if k in meta:
             w(f"  - {k}: {meta[k]}")
     w("")
@@ -340,6 +422,104 @@ def report(run_dir):
                 cells.append(f"{1e6 / a['rps'] - 1e6 / direct['rps']:.1f}")
             else:
                 cells.append("–")
+            w("| " + " | ".join(cells) + " |")
+        w("")
+        have = {p for p in order if agg(("proxy", p, "-", conns))}
+        if {"nginx", "nginx-log", "portero", "portero-log"} <= have:
+            w("### Access-log cost, same run")
+            w("")
+            w(
+                "portero ÷ nginx req/s with both access logs off, then both on; ratio of the medians, and in "
+                "brackets the median (min–max) of the per-round ratios. Difference = on/on ÷ off/off − 1."
+            )
+            w("")
+            w("| conns | portero ÷ nginx, logs off | portero ÷ nginx, logs on | difference | nginx on ÷ off | portero on ÷ off |")
+            w("|---|---|---|---|---|---|")
+            for c in (conns, "1"):
+                m = {p: agg(("proxy", p, "-", c)) for p in ("nginx", "nginx-log", "portero", "portero-log")}
+                if not all(m.values()):
+                    continue
+                off = m["portero"]["rps"] / m["nginx"]["rps"]
+                on = m["portero-log"]["rps"] / m["nginx-log"]["rps"]
+
+                def rr(a, b):
+                    x = round_ratios("proxy", a, b, "-", c)
+                    return f" ({x[0]:.3f}, {x[1]:.3f}–{x[2]:.3f})" if x else ""
+
+                w(
+                    f"| c{c} | {off:.3f}{rr('portero', 'nginx')} | {on:.3f}{rr('portero-log', 'nginx-log')} | "
+                    f"{100 * (on / off - 1):+.1f}% | {m['nginx-log']['rps'] / m['nginx']['rps']:.3f} | "
+                    f"{m['portero-log']['rps'] / m['portero']['rps']:.3f} |"
+                )
+            w("")
+
+    if "tls" in scen_seen:
+        order = [p for p in meta.get("tls_peers", "").split(",") if p]
+        conns = meta.get("conns", "64")
+        peers = [p for p in order if any(k[0] == "tls" and k[1] == p for k in groups)]
+        w("## TLS (portero: rustls; nginx: OpenSSL), proxying `GET /api/x` → `200 ok`")
+        w("")
+        w(f"- rounds: {meta.get('tls_desc', '?')}")
+        w(
+            "- Medians across rounds, (min–max). HTTPS and HTTP/2 use the ECDSA P-256 certificate. New handshakes: "
+            "`tls_client` (benches/tls_client.rs) opens a TCP connection per request, full TLS 1.3 handshake (no "
+            "resumption), one `GET` with `Connection: close`. HTTP/2: h2load; its latency is the mean time per "
+            "request. accepts/req = TCP connections the kernel accepted (machine-wide, /proc/net/snmp PassiveOpens) "
+            "per request answered; busy % = server CPU / client CPU busy during the run."
+        )
+        w("")
+        head = "| measurement | " + " | ".join(PEER_LABEL.get(p, p) + " req/s (min–max)" for p in peers)
+        ratios = []
+        if "nginx" in peers:
+            ratios += [(p, "nginx") for p in peers if p.startswith("portero")]
+        if "portero" in peers and "portero-base" in peers:
+            ratios.append(("portero", "portero-base"))
+        head += "".join(f" | {a} ÷ {b}" for a, b in ratios)
+        head += " | latency p50 / p99 ms | accepts/req | busy % server / client |"
+        w(head)
+        w("|---" * (2 + len(peers) + len(ratios) + 2) + "|")
+        rows = [
+            ("https", conns, f"HTTPS keep-alive, c{conns} (wrk)"),
+            ("https", "1", "HTTPS keep-alive, c1 (wrk)"),
+            ("handshake-ecdsa", None, "new TLS 1.3 handshakes/s, ECDSA P-256"),
+            ("handshake-rsa", None, "new TLS 1.3 handshakes/s, RSA-2048"),
+            ("h2", None, "HTTP/2 (h2load)"),
+        ]
+        for variant, c, label in rows:
+            keys = {p: next((k for k in groups if k[:3] == ("tls", p, variant) and (c is None or k[3] == c)), None) for p in peers}
+            a = {p: agg(keys[p]) if keys[p] else None for p in peers}
+            if not any(a.values()):
+                continue
+            if c is None:
+                cc = next(k[3] for k in keys.values() if k)
+                label += f", {cc} conns" if variant != "h2" else f", {cc} conns × {meta.get('tls_desc', '').split('-m')[-1].split()[0]} streams"
+            cells = [label]
+            for p in peers:
+                x = a[p]
+                if x is None:
+                    cells.append("–")
+                    continue
+                err = f" ⚠{x['errors']} err" if x["errors"] else ""
+                cells.append(f"{_fmt_int(x['rps'])}{err} ({_fmt_int(x['min'])}–{_fmt_int(x['max'])})")
+            for pa, pb in ratios:
+                if a.get(pa) and a.get(pb):
+                    rr = round_ratios("tls", pa, pb, variant, keys[pa][3])
+                    extra = f" (rounds {rr[1]:.2f}–{rr[2]:.2f})" if rr else ""
+                    cells.append(f"{a[pa]['rps'] / a[pb]['rps']:.2f}{extra}")
+                else:
+                    cells.append("–")
+            lat, acc, busy = [], [], []
+            for p in peers:
+                x = a[p]
+                if x is None:
+                    continue
+                if variant == "h2":
+                    lat.append(f"{p}: mean {_fmt_ms(x['p50'])}")
+                else:
+                    lat.append(f"{p}: {_fmt_ms(x['p50'])} / {_fmt_ms(x['p99'])}")
+                acc.append(f"{p}: {x['accepts_per_req']:.2f}")
+                busy.append(f"{p}: {x['server_busy']:.0f} / {x['client_busy']:.0f}")
+            cells += ["; ".join(lat), "; ".join(acc), "; ".join(busy)]
             w("| " + " | ".join(cells) + " |")
         w("")
 
@@ -448,10 +628,17 @@ def main():
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     cmd, arg = sys.argv[1], sys.argv[2]
-    if cmd == "gen-static":
+    if cmd in ("sys-snap", "sys-diff"):
+        if len(sys.argv) != 4:
+            print(__doc__, file=sys.stderr)
+            sys.exit(2)
+        (sys_snap if cmd == "sys-snap" else sys_diff)(arg, sys.argv[3])
+    elif cmd == "gen-static":
         gen_static(arg)
     elif cmd == "parse-wrk":
         parse_wrk(arg)
+    elif cmd == "parse-h2load":
+        parse_h2load(arg)
     elif cmd == "wait-quiet":
         wait_quiet(float(arg))
     elif cmd == "cpu-snap":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark: portero against nginx, HAProxy, Caddy and http-proxy-middleware.
+# Load benchmark: portero against nginx, HAProxy, Caddy and http-proxy-middleware; TLS against nginx.
 #
 # Methodology (shared/PEERS.md): every server -- the upstream too -- pinned to one
 # CPU with one worker; wrk -t1 pinned to the other CPU; loopback only; interleaved
@@ -7,23 +7,35 @@
 #
 # Usage: benches/load/run.sh [options]
 #   --quick                 2-s runs, 1 round, 1-s warm-up          (env BENCH_QUICK=1)
-#   --scenarios LIST        comma list of: proxy,static              (env BENCH_SCENARIOS, default proxy,static)
+#   --scenarios LIST        comma list of: proxy,static,tls          (env BENCH_SCENARIOS, default proxy,static)
 #   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS);
-#                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change)
+#                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change),
+#                           nginx-log and portero-log (as nginx and portero, with their access log on, to a
+#                           file in the run's temp dir; nginx and portero run with it off)
+#   --tls-peers LIST        tls peers: nginx,portero; opt-in: portero-base   (env BENCH_TLS_PEERS)
 #   --static-peers LIST     static peers: nginx,caddy,portero,portero-staging; opt-in: nginx-ofc (with
 #                           open_file_cache), express (express.static)   (env BENCH_STATIC_PEERS)
-#   --rounds N              proxy rounds                             (env BENCH_ROUNDS, default 3)
+#   --rounds N              proxy and tls rounds                     (env BENCH_ROUNDS, default 3)
 #   --static-rounds N       static rounds                            (env BENCH_STATIC_ROUNDS, default 2)
 #   --duration S            seconds per c64 proxy run                (env BENCH_DURATION, default 10)
 #   --c1-duration S         seconds per c1 proxy run                 (env BENCH_C1_DURATION, default 5)
 #   --static-duration S     seconds per static run                   (env BENCH_STATIC_DURATION, default 5)
+#   --tls-duration S        seconds per tls handshake and HTTP/2 run (env BENCH_TLS_DURATION, default 10);
+#                           HTTPS keep-alive runs use --duration and --c1-duration
 #   --no-install            never apt-get / npm install              (env BENCH_NO_INSTALL=1)
 #   --wait-quiet S          first wait up to S s for the machine to be idle (env BENCH_WAIT_QUIET, default 0)
+#   --autogroup-nice N      set the nice value of run.sh's scheduler autogroup (its session: servers and clients
+#                           included) to N, -20..19, for the run; restored at exit (env BENCH_AUTOGROUP_NICE).
+#                           With kernel.sched_autogroup_enabled = 1 the CPU is shared between sessions first, so
+#                           `nice -n 19` work in another session still takes half a core; -19 here makes it yield.
+#                           Negative values need root.
 #   -h, --help
 # Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, BENCH_CONNS (64),
 #   BENCH_WARMUP (s, default 2), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
 #   BENCH_REQUIRE_PORTERO=1 (exit non-zero if portero rows are skipped),
 #   BENCH_KEEP_WORK=1 (keep the temp dir with generated configs and files),
+#   tls: BENCH_HS_CONNS (16, connections at once in the new-handshake runs), BENCH_H2_CONNS (8) and
+#   BENCH_H2_STREAMS (16) for h2load, TLS_CLIENT_BIN (default: built with cargo build --release --bench tls_client),
 #   BENCH_NOISE_PCT (15): a run during which processes other than the benchmark's used more than
 #   this % of a CPU is repeated, up to BENCH_RETRIES (2) times, within BENCH_RETRY_BUDGET seconds
 #   of extra load in all (60; 10 with --quick); the least disturbed attempt is kept and reported.
@@ -44,7 +56,8 @@ COMMAND_LINE="benches/load/run.sh${*:+ $*}"
 ENV_DESC="" # the BENCH_* / PORTERO_BIN settings given in the environment, for the report
 for v in BENCH_QUICK BENCH_SCENARIOS BENCH_PEERS BENCH_STATIC_PEERS BENCH_ROUNDS BENCH_STATIC_ROUNDS BENCH_DURATION \
     BENCH_C1_DURATION BENCH_STATIC_DURATION BENCH_WARMUP BENCH_CONNS BENCH_SERVER_CPU BENCH_CLIENT_CPU \
-    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN; do
+    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN \
+    BENCH_TLS_PEERS BENCH_TLS_DURATION BENCH_HS_CONNS BENCH_H2_CONNS BENCH_H2_STREAMS TLS_CLIENT_BIN BENCH_AUTOGROUP_NICE; do
     [[ -z ${!v:-} ]] || ENV_DESC+="$v=${!v} "
 done
 
@@ -56,6 +69,12 @@ QUICK=${BENCH_QUICK:-0}
 SCENARIOS=${BENCH_SCENARIOS:-proxy,static}
 PROXY_PEERS=${BENCH_PEERS:-direct,nginx,haproxy,caddy,hpm,portero}
 STATIC_PEERS=${BENCH_STATIC_PEERS:-nginx,caddy,portero,portero-staging}
+TLS_PEERS=${BENCH_TLS_PEERS:-nginx,portero}
+TLS_DURATION=${BENCH_TLS_DURATION:-}
+HS_CONNS=${BENCH_HS_CONNS:-16}
+H2_CONNS=${BENCH_H2_CONNS:-8}
+H2_STREAMS=${BENCH_H2_STREAMS:-16}
+TLS_CLIENT_BIN=${TLS_CLIENT_BIN:-}
 ROUNDS=${BENCH_ROUNDS:-}
 STATIC_ROUNDS=${BENCH_STATIC_ROUNDS:-}
 DURATION=${BENCH_DURATION:-}
@@ -64,6 +83,7 @@ STATIC_DURATION=${BENCH_STATIC_DURATION:-}
 WARMUP=${BENCH_WARMUP:-}
 NO_INSTALL=${BENCH_NO_INSTALL:-0}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
+AUTOGROUP_NICE=${BENCH_AUTOGROUP_NICE:-}
 CONNS=${BENCH_CONNS:-64}
 NOISE_PCT=${BENCH_NOISE_PCT:-15}
 RETRIES=${BENCH_RETRIES:-2}
@@ -73,7 +93,7 @@ SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 PORTERO_BIN=${PORTERO_BIN:-$REPO/target/release/portero}
 PORTERO_BASE_BIN=${PORTERO_BASE_BIN:-}
-KNOWN_SCENARIOS="proxy static"
+KNOWN_SCENARIOS="proxy static tls"
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -81,6 +101,8 @@ while [[ $# -gt 0 ]]; do
         --scenarios) SCENARIOS=${2:?}; shift ;;
         --peers) PROXY_PEERS=${2:?}; shift ;;
         --static-peers) STATIC_PEERS=${2:?}; shift ;;
+        --tls-peers) TLS_PEERS=${2:?}; shift ;;
+        --tls-duration) TLS_DURATION=${2:?}; shift ;;
         --rounds) ROUNDS=${2:?}; shift ;;
         --static-rounds) STATIC_ROUNDS=${2:?}; shift ;;
         --duration) DURATION=${2:?}; shift ;;
@@ -88,6 +110,7 @@ while [[ $# -gt 0 ]]; do
         --static-duration) STATIC_DURATION=${2:?}; shift ;;
         --no-install) NO_INSTALL=1 ;;
         --wait-quiet) WAIT_QUIET=${2:?}; shift ;;
+        --autogroup-nice) AUTOGROUP_NICE=${2:?}; shift ;;
         -h|--help) sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -95,20 +118,26 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $QUICK == 1 ]]; then
-    : "${ROUNDS:=1}" "${STATIC_ROUNDS:=1}" "${DURATION:=2}" "${C1_DURATION:=2}" "${STATIC_DURATION:=2}" "${WARMUP:=1}" "${RETRY_BUDGET:=10}"
+    : "${ROUNDS:=1}" "${STATIC_ROUNDS:=1}" "${DURATION:=2}" "${C1_DURATION:=2}" "${STATIC_DURATION:=2}" "${WARMUP:=1}" "${RETRY_BUDGET:=10}" "${TLS_DURATION:=2}"
 else
-    : "${ROUNDS:=3}" "${STATIC_ROUNDS:=2}" "${DURATION:=10}" "${C1_DURATION:=5}" "${STATIC_DURATION:=5}" "${WARMUP:=2}" "${RETRY_BUDGET:=60}"
+    : "${ROUNDS:=3}" "${STATIC_ROUNDS:=2}" "${DURATION:=10}" "${C1_DURATION:=5}" "${STATIC_DURATION:=5}" "${WARMUP:=2}" "${RETRY_BUDGET:=60}" "${TLS_DURATION:=10}"
 fi
-for v in ROUNDS STATIC_ROUNDS DURATION C1_DURATION STATIC_DURATION WARMUP CONNS SERVER_CPU CLIENT_CPU NOISE_PCT RETRIES RETRY_BUDGET WAIT_QUIET; do
+for v in ROUNDS STATIC_ROUNDS DURATION C1_DURATION STATIC_DURATION WARMUP CONNS SERVER_CPU CLIENT_CPU NOISE_PCT RETRIES RETRY_BUDGET WAIT_QUIET \
+    TLS_DURATION HS_CONNS H2_CONNS H2_STREAMS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
-[[ $ROUNDS -ge 1 && $STATIC_ROUNDS -ge 1 && $DURATION -ge 1 && $C1_DURATION -ge 1 && $STATIC_DURATION -ge 1 ]] \
+[[ -z $AUTOGROUP_NICE || ( $AUTOGROUP_NICE =~ ^-?[0-9]+$ && $AUTOGROUP_NICE -ge -20 && $AUTOGROUP_NICE -le 19 ) ]] \
+    || die "--autogroup-nice must be an integer from -20 to 19, got '$AUTOGROUP_NICE'"
+[[ $ROUNDS -ge 1 && $STATIC_ROUNDS -ge 1 && $DURATION -ge 1 && $C1_DURATION -ge 1 && $STATIC_DURATION -ge 1 && $TLS_DURATION -ge 1 \
+    && $HS_CONNS -ge 1 && $H2_CONNS -ge 1 && $H2_STREAMS -ge 1 ]] \
     || die "rounds and durations must be >= 1"
 IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 IFS=, read -r -a PROXY_PEER_LIST <<<"$PROXY_PEERS"
 IFS=, read -r -a STATIC_PEER_LIST <<<"$STATIC_PEERS"
+IFS=, read -r -a TLS_PEER_LIST <<<"$TLS_PEERS"
 for s in "${SCENARIO_LIST[@]}"; do [[ " $KNOWN_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $KNOWN_SCENARIOS)"; done
-for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx haproxy caddy hpm portero portero-base " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx nginx-log haproxy caddy hpm portero portero-log portero-base " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${TLS_PEER_LIST[@]}"; do [[ " nginx portero portero-base " == *" $p "* ]] || die "unknown tls peer '$p'"; done
 for p in "${STATIC_PEER_LIST[@]}"; do [[ " nginx nginx-ofc caddy portero portero-staging express " == *" $p "* ]] || die "unknown static peer '$p'"; done
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 uses_peer() { [[ ",$PROXY_PEERS," == *",$1,"* ]] && wants proxy || { [[ ",$STATIC_PEERS," == *",$1,"* ]] && wants static; }; }
@@ -127,6 +156,10 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v taskset >/dev/null || need_apt+=(util-linux)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v ss >/dev/null || need_apt+=(iproute2)
+if wants tls; then
+    command -v openssl >/dev/null || need_apt+=(openssl)
+    command -v h2load >/dev/null || need_apt+=(nghttp2-client)
+fi
 if [[ ${#need_apt[@]} -gt 0 ]]; then
     [[ $NO_INSTALL != 1 ]] || die "missing ${need_apt[*]} and --no-install given"
     [[ $(id -u) == 0 ]] || die "missing ${need_apt[*]}: install them (apt-get install ${need_apt[*]}) or run as root"
@@ -154,7 +187,7 @@ chmod 755 "$WORK"   # nginx workers run as an unprivileged user unless told othe
 DATA="$RUN_DIR/data.tsv"
 SKIPPED="$RUN_DIR/skipped.tsv"
 NOTES="$RUN_DIR/notes.tsv"
-printf 'scenario\tpeer\tvariant\tround\tconns\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsockerr\tbytes_per_req\tother_cpu_pct\tsteal_pct\tattempts\n' >"$DATA"
+printf 'scenario\tpeer\tvariant\tround\tconns\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsockerr\tbytes_per_req\tother_cpu_pct\tsteal_pct\tattempts\ttcp_accepts\tserver_cpu_busy_pct\tclient_cpu_busy_pct\n' >"$DATA"
 printf 'scenario\tpeer\tvariant\treason\n' >"$SKIPPED"
 printf 'note\n' >"$NOTES"
 PORTERO_SKIPPED=0
@@ -178,11 +211,15 @@ stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL (children collected
     return 0
 }
 
+AUTOGROUP_BEFORE=""
 cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM
     [[ -z ${CLIENT_PID:-} ]] || stop_pid "$CLIENT_PID"
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+    if [[ -n $AUTOGROUP_BEFORE ]]; then
+        echo "$AUTOGROUP_BEFORE" >/proc/self/autogroup 2>/dev/null || log "WARNING: could not restore the autogroup nice to $AUTOGROUP_BEFORE"
+    fi
     if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept work dir $WORK"; else rm -rf "$WORK"; fi
     [[ $rc == 0 ]] || log "exiting with status $rc (logs: $RUN_DIR/logs)"
     exit "$rc"
@@ -264,12 +301,18 @@ wait_ready() {
 user_line() { if [[ $(id -u) == 0 ]]; then echo "user root root;"; else echo ""; fi; }
 
 # start_peer KIND NAME [extra]: starts one server; sets PEER_PID and PEER_PORT; returns 1 if it did not come up
-#   kinds: upstream, nginx-proxy, haproxy, caddy-proxy, hpm, portero, portero-staging, nginx-static,
-#   nginx-ofc-static, caddy-static, express-static
+#   kinds: upstream, nginx-proxy, nginx-proxy-log, haproxy, caddy-proxy, hpm, portero, portero-log,
+#   portero-staging, portero-base, nginx-static, nginx-ofc-static, caddy-static, express-static;
+#   nginx-tls, portero-tls, portero-base-tls: also a TLS listener on PEER_TLS_PORT with TLS_CERT/TLS_KEY
 start_peer() {
     local kind=$1 name=$2 dir logf url regex=""
     pick_port
     PEER_PORT=$PORT
+    PEER_TLS_PORT=""
+    if [[ $kind == *-tls ]]; then
+        pick_port
+        PEER_TLS_PORT=$PORT
+    fi
     dir="$WORK/$name"
     mkdir -p "$dir"
     logf="$RUN_DIR/logs/$name.log"
@@ -282,13 +325,16 @@ start_peer() {
     fi
     url="http://127.0.0.1:$PEER_PORT/"
     case "$kind" in
-        upstream | nginx-proxy | nginx-static | nginx-ofc-static)
-            local tpl=upstream-nginx.conf.in extra=""
-            [[ $kind == nginx-proxy ]] && tpl=nginx-proxy.conf.in
+        upstream | nginx-proxy | nginx-proxy-log | nginx-static | nginx-ofc-static | nginx-tls)
+            local tpl=upstream-nginx.conf.in extra="" access_log=off
+            [[ $kind == nginx-proxy* ]] && tpl=nginx-proxy.conf.in
+            [[ $kind == nginx-proxy-log ]] && access_log="$dir/nginx-access.log"
             [[ $kind == nginx-*static ]] && tpl=nginx-static.conf.in
             [[ $kind == nginx-ofc-static ]] && extra="open_file_cache max=1000 inactive=60s; open_file_cache_valid 60s;"
+            [[ $kind == nginx-tls ]] && tpl=nginx-tls.conf.in
             render "$tpl" "$dir/nginx.conf" "USER_LINE=$(user_line)" "WORK=$dir" "PORT=$PEER_PORT" \
-                "UPSTREAM_PORT=${UPSTREAM_PORT:-0}" "ROOT=$root" "EXTRA=$extra"
+                "UPSTREAM_PORT=${UPSTREAM_PORT:-0}" "ROOT=$root" "EXTRA=$extra" "ACCESS_LOG=$access_log" \
+                "TLS_PORT=${PEER_TLS_PORT:-0}" "CERT=${TLS_CERT:-}" "KEY=${TLS_KEY:-}"
             start_server "$name" "$logf" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;'
             ;;
         haproxy)
@@ -308,13 +354,23 @@ start_peer() {
             start_server "$name" "$logf" env NODE_ENV=production node "$HERE/node/hpm.js" --port "$PEER_PORT" \
                 --target "http://127.0.0.1:${UPSTREAM_PORT:-1}" "${static_args[@]}"
             ;;
-        portero | portero-staging | portero-base)
-            local cfg_args=() bin=$PORTERO_BIN
-            [[ $kind == portero-staging ]] && cfg_args=(-c "$HERE/conf/portero-staging.toml")
-            [[ $kind == portero-base ]] && bin=$PORTERO_BASE_BIN
-            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
+        portero | portero-log | portero-staging | portero-base | portero-tls | portero-base-tls)
+            # The access log is off except for portero-log (it goes to a file in the run's temp dir).
+            # A base binary older than --access-log gets no such flag (it logged access at info,
+            # which --log-level warn silences).
+            local args=() bin=$PORTERO_BIN
+            [[ $kind == portero-staging ]] && args=(-c "$HERE/conf/portero-staging.toml")
+            [[ $kind == portero-base* ]] && bin=$PORTERO_BASE_BIN
+            if [[ $kind == portero-log ]]; then
+                args+=(--access-log "$dir/portero-access.log")
+            elif "$bin" --help 2>/dev/null | grep -q -- '--access-log'; then
+                args+=(--access-log off)
+            fi
+            [[ $kind != *-tls ]] || args+=(--tls-listen "127.0.0.1:$PEER_TLS_PORT" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
+            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
+            [[ $kind != *-tls ]] || regex='listening on https://127\.0\.0\.1:[0-9]+'
             ;;
         *) die "start_peer: unknown kind $kind" ;;
     esac
@@ -371,9 +427,12 @@ peer_failed() {
     die "$peer: $msg"
 }
 
-# measure SCENARIO PEER VARIANT ROUND CONNS DURATION URL [wrk args...]: one bounded wrk run, appended to DATA.
-# A run during which other processes (not ours) used more than NOISE_PCT % of a CPU is repeated, up to
-# RETRIES times and within RETRY_BUDGET seconds in all; the least disturbed attempt is kept.
+# measure SCENARIO PEER VARIANT ROUND CONNS DURATION URL [client args...]: one bounded load run, appended to
+# DATA. The client is MEASURE_CLIENT: wrk (default; URL is a URL), h2load (CONNS connections with H2_STREAMS
+# streams each; URL is an https URL) or tls_client (a new connection and TLS handshake per request; URL is
+# HOST:PORT). A run during which other processes (not ours) used more than NOISE_PCT % of a CPU is repeated,
+# up to RETRIES times and within RETRY_BUDGET seconds in all; the least disturbed attempt is kept.
+MEASURE_CLIENT=wrk
 measure() {
     local scen=$1 peer=$2 variant=$3 round=$4 conns=$5 dur=$6 url=$7
     shift 7
@@ -386,10 +445,10 @@ measure() {
         local what="  $scen $peer $variant round $round c$conns ${dur}s"
         [[ $attempt == 0 ]] || what+=" (retry $attempt)"
         log "$what"
-        measure_once "$dur" "$raw" "$url" -t1 -c"$conns" -d"${dur}s" --latency "$@"
+        measure_once "$dur" "$raw" "$url" "$conns" "$@"
         if [[ $M_OTHER -lt $best_other ]]; then
             best_other=$M_OTHER
-            best_line=$(printf '%s\t%s\t%s\t%s' "$M_PARSED" "$M_OTHER" "$M_STEAL" $((attempt + 1)))
+            best_line=$(printf '%s\t%s\t%s\t%s\t%s' "$M_PARSED" "$M_OTHER" "$M_STEAL" $((attempt + 1)) "$M_SYS")
             best_raw=$raw
         fi
         [[ $M_OTHER -gt $NOISE_PCT ]] || break
@@ -410,15 +469,25 @@ measure() {
     fi
 }
 
-# measure_once SECONDS RAWFILE URL WRK_ARGS...: sets M_PARSED (parse-wrk line), M_OTHER and M_STEAL
-# (CPU used by processes that are not ours, and steal time, in % of one CPU, during the run)
+# measure_once SECONDS RAWFILE URL CONNS CLIENT_ARGS...: sets M_PARSED (parse-wrk line), M_OTHER and M_STEAL
+# (CPU used by processes that are not ours, and steal time, in % of one CPU, during the run), and M_SYS
+# (TCP connections the kernel accepted meanwhile, machine-wide; busy % of the server and the client CPU)
 measure_once() {
-    local dur=$1 raw=$2 url=$3 snap0 snap1 b0 o0 s0 t0 b1 o1 s1 t1 per_cpu
-    shift 3
+    local dur=$1 raw=$2 url=$3 conns=$4 snap0 snap1 b0 o0 s0 t0 b1 o1 s1 t1 per_cpu sys0 sys1 cmd parser=parse-wrk
+    shift 4
+    case "$MEASURE_CLIENT" in
+        wrk) cmd=(wrk -t1 -c"$conns" -d"${dur}s" --latency "$@" "$url") ;;
+        h2load) cmd=(h2load -t1 -c"$conns" -m"$H2_STREAMS" -D"$dur" --warm-up-time=1 "$@" "$url"); parser=parse-h2load ;;
+        tls_client) cmd=("$TLS_CLIENT_BIN" --addr "$url" --path /api/x --conns "$conns" --duration "$dur" "$@") ;;
+        *) die "measure: unknown MEASURE_CLIENT '$MEASURE_CLIENT'" ;;
+    esac
+    sys0=$(python3 "$HELPER" sys-snap "$SERVER_CPU" "$CLIENT_CPU")
     snap0=$(python3 "$HELPER" cpu-snap $$)
-    run_client "$dur" wrk "$@" "$url" >"$raw" || die "wrk failed or timed out for $url; output in $raw"
+    run_client "$dur" "${cmd[@]}" >"$raw" || die "$MEASURE_CLIENT failed or timed out for $url; output in $raw"
     snap1=$(python3 "$HELPER" cpu-snap $$)
-    M_PARSED=$(python3 "$HELPER" parse-wrk "$raw") || die "could not parse wrk output $raw"
+    sys1=$(python3 "$HELPER" sys-snap "$SERVER_CPU" "$CLIENT_CPU")
+    M_PARSED=$(python3 "$HELPER" "$parser" "$raw") || die "could not parse $MEASURE_CLIENT output $raw"
+    M_SYS=$(python3 "$HELPER" sys-diff "$sys0" "$sys1")
     read -r b0 o0 s0 t0 <<<"$snap0"
     read -r b1 o1 s1 t1 <<<"$snap1"
     per_cpu=$(((t1 - t0) / NPROC))
@@ -441,11 +510,11 @@ run_client() {
     return "$rc"
 }
 
-warmup() { # warmup URL [wrk args...]
-    local url=$1
-    shift
-    [[ $WARMUP -gt 0 ]] || return 0
-    run_client "$WARMUP" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >/dev/null || die "warm-up wrk failed for $url"
+warmup() { # warmup URL [RAWFILE [wrk args...]]: RAWFILE keeps wrk's output (default: discarded)
+    local url=$1 raw=${2:-/dev/null}
+    shift $(($# < 2 ? $# : 2))
+    [[ $WARMUP -gt 0 ]] || { : >"$raw"; return 0; }
+    run_client "$WARMUP" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >"$raw" || die "warm-up wrk failed for $url"
 }
 
 rotate() { # rotate OFFSET ITEMS...: print ITEMS rotated left by OFFSET
@@ -488,13 +557,16 @@ scenario_proxy() {
         case "$peer" in
             direct) port_of[direct]=$UPSTREAM_PORT; active+=(direct); continue ;;
             nginx) start_peer nginx-proxy nginx-proxy || { peer_failed nginx proxy "did not start"; continue; } ;;
+            nginx-log) start_peer nginx-proxy-log nginx-log || { peer_failed nginx-log proxy "did not start"; continue; } ;;
             haproxy) start_peer haproxy haproxy || { peer_failed haproxy proxy "did not start"; continue; } ;;
             caddy) start_peer caddy-proxy caddy-proxy || { peer_failed caddy proxy "did not start"; continue; } ;;
             hpm) start_peer hpm hpm || { peer_failed hpm proxy "did not start"; continue; } ;;
-            portero)
-                if ! portero_available; then skip_row proxy portero "-" "$PORTERO_MISSING"; continue; fi
-                if ! start_peer portero portero-proxy; then
-                    skip_row proxy portero "-" "$READY_ERR (log: results/run-$STAMP/logs/portero-proxy.log)"
+            portero | portero-log)
+                if ! portero_available; then skip_row proxy "$peer" "-" "$PORTERO_MISSING"; continue; fi
+                local pname=portero-proxy
+                [[ $peer == portero ]] || pname=$peer
+                if ! start_peer "$peer" "$pname"; then
+                    skip_row proxy "$peer" "-" "$READY_ERR (log: results/run-$STAMP/logs/$pname.log)"
                     stop_pid "$PEER_PID"
                     continue
                 fi
@@ -507,14 +579,14 @@ scenario_proxy() {
         esac
         started+=("$PEER_PID")
         if ! check_body "$peer" "http://127.0.0.1:$PEER_PORT/api/x" "$expected"; then
-            if [[ $peer == portero ]]; then skip_row proxy portero "-" "sanity check failed: $CHECK_ERR"; stop_pid "$PEER_PID"; continue; fi
+            if [[ $peer == portero || $peer == portero-log ]]; then skip_row proxy "$peer" "-" "sanity check failed: $CHECK_ERR"; stop_pid "$PEER_PID"; continue; fi
             die "$peer: sanity check failed: $CHECK_ERR"
         fi
         port_of[$peer]=$PEER_PORT
         active+=("$peer")
     done
     [[ ${#active[@]} -gt 0 ]] || die "no proxy peer to measure"
-    for peer in "${active[@]}"; do warmup "http://127.0.0.1:${port_of[$peer]}/api/x"; done
+    for peer in "${active[@]}"; do warmup "http://127.0.0.1:${port_of[$peer]}/api/x" "$RUN_DIR/raw/warmup-proxy-$peer.txt"; done
     local r
     for ((r = 1; r <= ROUNDS; r++)); do
         log "--- proxy round $r/$ROUNDS"
@@ -527,6 +599,21 @@ scenario_proxy() {
     for pid in "${started[@]}"; do stop_pid "$pid"; done
     stop_pid "$upstream_pid"
     unset UPSTREAM_PORT
+    # Access logs: lines written (after the server stopped and flushed) against the responses wrk
+    # counted (warm-up and retried runs included). Every request also in flight when a wrk run ended
+    # (up to CONNS per run) and the sanity check add a line that wrk did not count.
+    local logfile counted lines
+    for peer in "${active[@]}"; do
+        case "$peer" in
+            nginx-log) logfile="$WORK/nginx-log/nginx-access.log" ;;
+            portero-log) logfile="$WORK/portero-log/portero-access.log" ;;
+            *) continue ;;
+        esac
+        counted=$(cat "$RUN_DIR/raw/warmup-proxy-$peer.txt" "$RUN_DIR/raw/proxy-$peer-r"*.txt |
+            awk '/ requests in /{n += $1} END {print n + 0}')
+        lines=$(wc -l <"$logfile" 2>/dev/null || echo 0)
+        note "access log of $peer: $lines lines ($(du -h "$logfile" 2>/dev/null | cut -f1)) for $counted responses counted by wrk (difference $((lines - counted)): requests in flight when runs ended, the sanity check, or lines lost)"
+    done
 }
 
 # ------------------------------------------------------------------ scenario: static
@@ -605,6 +692,107 @@ scenario_static() {
     unset UPSTREAM_PORT
 }
 
+# ------------------------------------------------------------------ scenario: tls
+make_tls_certs() { # an ECDSA P-256 and an RSA-2048 self-signed certificate for localhost and 127.0.0.1, in WORK
+    TLS_DIR="$WORK/certs"
+    mkdir -p "$TLS_DIR"
+    local alg
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS_DIR/ecdsa-key.pem" 2>/dev/null
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$TLS_DIR/rsa-key.pem" 2>/dev/null
+    for alg in ecdsa rsa; do
+        openssl req -x509 -new -key "$TLS_DIR/$alg-key.pem" -out "$TLS_DIR/$alg.pem" -days 2 -subj /CN=localhost \
+            -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' 2>/dev/null || die "openssl could not make the $alg certificate"
+    done
+    chmod 644 "$TLS_DIR"/*.pem
+}
+
+build_tls_client() { # sets TLS_CLIENT_BIN, building benches/tls_client.rs unless given
+    if [[ -n $TLS_CLIENT_BIN ]]; then
+        [[ -x $TLS_CLIENT_BIN ]] || die "TLS_CLIENT_BIN=$TLS_CLIENT_BIN is not an executable"
+        return 0
+    fi
+    command -v cargo >/dev/null || die "the tls scenario needs cargo to build benches/tls_client.rs (or set TLS_CLIENT_BIN)"
+    log "building the TLS client: cargo build --release --bench tls_client (niced; log in logs/tls_client-build.log)"
+    TLS_CLIENT_BIN=$(cd "$REPO" && nice -n 19 cargo build --release --bench tls_client --message-format=json \
+        2>"$RUN_DIR/logs/tls_client-build.log" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "tls_client" and m.get("executable"):
+        print(m["executable"])') || die "cargo build --bench tls_client failed (see $RUN_DIR/logs/tls_client-build.log)"
+    [[ -x $TLS_CLIENT_BIN ]] || die "no tls_client executable after the build (see $RUN_DIR/logs/tls_client-build.log)"
+}
+
+# check_tls NAME PORT: HTTPS and HTTP/2 answer `ok`, and a 1-s tls_client run makes only full TLS 1.3 handshakes
+check_tls() {
+    local name=$1 port=$2 body ver out
+    body=$(curl -sS -k --max-time 5 "https://127.0.0.1:$port/api/x") || { CHECK_ERR="curl https failed on $port"; return 1; }
+    [[ $body == ok ]] || { CHECK_ERR="HTTPS body '$body' instead of 'ok'"; return 1; }
+    ver=$(curl -sS -k --http2 --max-time 5 -o /dev/null -w '%{http_version}' "https://127.0.0.1:$port/api/x") \
+        || { CHECK_ERR="curl --http2 failed on $port"; return 1; }
+    [[ $ver == 2 ]] || { CHECK_ERR="ALPN gave HTTP/$ver instead of HTTP/2"; return 1; }
+    out=$(run_client 1 "$TLS_CLIENT_BIN" --addr "127.0.0.1:$port" --conns 2 --duration 1) || { CHECK_ERR="tls_client failed: $out"; return 1; }
+    if ! grep -q 'Some(TLSv1_3)' <<<"$out" || grep -q 'Socket errors\|Non-2xx' <<<"$out" \
+        || ! python3 -c 'import re,sys; m=re.search(r"established: (\d+); full TLS handshakes: (\d+)", sys.stdin.read()); sys.exit(0 if m and m[1]==m[2] and int(m[1])>0 else 1)' <<<"$out"; then
+        CHECK_ERR="tls_client check failed: $(tr '\n' ' ' <<<"$out")"
+        return 1
+    fi
+    CHECK_NOTE="$name: $(sed -n 's/^ *negotiated (first connection): //p' <<<"$out")"
+    return 0
+}
+
+scenario_tls() {
+    log "=== scenario tls: peers ${TLS_PEERS}; $ROUNDS round(s): HTTPS c$CONNS ${DURATION}s + c1 ${C1_DURATION}s, new handshakes ECDSA and RSA (${HS_CONNS} at once) ${TLS_DURATION}s each, HTTP/2 ${H2_CONNS}×${H2_STREAMS} streams ${TLS_DURATION}s"
+    local upstream_pid peer alg active=() started=() r kind
+    declare -A tport=()
+    [[ -n ${STATIC_DIR:-} ]] || make_static_dir
+    make_tls_certs
+    start_peer upstream upstream-tls || die "upstream nginx did not start"
+    upstream_pid=$PEER_PID
+    UPSTREAM_PORT=$PEER_PORT
+    for peer in "${TLS_PEER_LIST[@]}"; do
+        local ok=1
+        if [[ $peer == portero ]] && ! portero_available; then skip_row tls portero "*" "$PORTERO_MISSING"; continue; fi
+        [[ $peer != portero-base || -x $PORTERO_BASE_BIN ]] || die "tls peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
+        for alg in ecdsa rsa; do
+            kind=$peer-tls
+            TLS_CERT="$TLS_DIR/$alg.pem" TLS_KEY="$TLS_DIR/$alg-key.pem"
+            if ! start_peer "$kind" "$peer-tls-$alg"; then
+                stop_pid "$PEER_PID"
+                peer_failed "$peer" tls "$alg: ${READY_ERR:-did not start} (log: results/run-$STAMP/logs/$peer-tls-$alg.log)"
+                ok=0
+                break
+            fi
+            started+=("$PEER_PID")
+            if ! check_tls "$peer-$alg" "$PEER_TLS_PORT"; then
+                peer_failed "$peer" tls "$alg: sanity check failed: $CHECK_ERR"
+                ok=0
+                break
+            fi
+            note "tls $CHECK_NOTE"
+            tport[$peer/$alg]=$PEER_TLS_PORT
+        done
+        [[ $ok == 1 ]] && active+=("$peer")
+    done
+    unset TLS_CERT TLS_KEY
+    [[ ${#active[@]} -gt 0 ]] || die "no tls peer to measure"
+    for peer in "${active[@]}"; do warmup "https://127.0.0.1:${tport[$peer/ecdsa]}/api/x"; done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        log "--- tls round $r/$ROUNDS"
+        while read -r peer; do
+            local url="https://127.0.0.1:${tport[$peer/ecdsa]}/api/x"
+            measure tls "$peer" https "$r" "$CONNS" "$DURATION" "$url"
+            measure tls "$peer" https "$r" 1 "$C1_DURATION" "$url"
+            MEASURE_CLIENT=tls_client measure tls "$peer" handshake-ecdsa "$r" "$HS_CONNS" "$TLS_DURATION" "127.0.0.1:${tport[$peer/ecdsa]}"
+            MEASURE_CLIENT=tls_client measure tls "$peer" handshake-rsa "$r" "$HS_CONNS" "$TLS_DURATION" "127.0.0.1:${tport[$peer/rsa]}"
+            MEASURE_CLIENT=h2load measure tls "$peer" h2 "$r" "$H2_CONNS" "$TLS_DURATION" "$url"
+        done < <(rotate $((r - 1)) "${active[@]}")
+    done
+    for pid in "${started[@]}"; do stop_pid "$pid"; done
+    stop_pid "$upstream_pid"
+    unset UPSTREAM_PORT
+}
+
 # ------------------------------------------------------------------ metadata
 meta() { printf '%s\t%s\n' "$1" "$(tr '\t\n' '  ' <<<"$2" | sed 's/ *$//')" >>"$RUN_DIR/meta.tsv"; }
 printf 'key\tvalue\n' >"$RUN_DIR/meta.tsv"
@@ -620,11 +808,17 @@ meta noise_pct "$NOISE_PCT"
 meta rounds_desc "proxy $ROUNDS × (c$CONNS ${DURATION}s + c1 ${C1_DURATION}s), static $STATIC_ROUNDS × ${STATIC_DURATION}s, warm-up ${WARMUP}s per server, peer order rotated each round"
 meta proxy_peers "$PROXY_PEERS"
 meta static_peers "$STATIC_PEERS"
+meta tls_peers "$TLS_PEERS"
+meta tls_desc "$ROUNDS × (HTTPS wrk c$CONNS ${DURATION}s + c1 ${C1_DURATION}s, new TLS 1.3 handshakes ECDSA P-256 and RSA-2048 with tls_client ${HS_CONNS} connections at once ${TLS_DURATION}s each, HTTP/2 h2load -c$H2_CONNS -m$H2_STREAMS ${TLS_DURATION}s), peer order rotated each round"
 meta run_dir_rel "benches/load/results/run-$STAMP/"
 meta nginx "$(nginx -v 2>&1 | sed 's/^nginx version: //')"
 if command -v haproxy >/dev/null; then meta haproxy "$(haproxy -v 2>&1 | head -1 | sed 's/ - https.*//')"; fi
 if command -v caddy >/dev/null; then meta caddy "$(caddy version 2>&1 | head -1)"; fi
 meta wrk "$({ wrk -v 2>&1 || true; } | head -1 | sed 's/ Copyright.*//')"
+if wants tls; then
+    meta h2load "$(h2load --version 2>&1 | head -1)"
+    meta openssl "$(openssl version)"
+fi
 if command -v node >/dev/null; then
     meta node "$(node --version)"
     for m in express http-proxy-middleware; do
@@ -641,11 +835,24 @@ if [[ -x $PORTERO_BIN ]]; then
 else
     meta portero "not available ($PORTERO_BIN)"
 fi
+if [[ -n $PORTERO_BASE_BIN && -x $PORTERO_BASE_BIN ]]; then
+    pv=$(timeout 5 "$PORTERO_BASE_BIN" --version 2>/dev/null | head -1 || true)
+    meta portero_base "${pv:-portero} (binary $PORTERO_BASE_BIN, built $(date -u -r "$PORTERO_BASE_BIN" '+%Y-%m-%d %H:%M UTC'), sha256 $(sha256sum "$PORTERO_BASE_BIN" | cut -c1-12))"
+fi
 nofile=$(ulimit -n)
 [[ $nofile == unlimited || $nofile -ge 4096 ]] || note "⚠ open-file limit is $nofile: HAProxy maxconn and wrk connections may be refused"
 
 # ------------------------------------------------------------------ run
 log "results: $RUN_DIR"
+if wants tls; then build_tls_client; fi # before any autogroup change: the build stays niced
+if [[ -n $AUTOGROUP_NICE ]]; then
+    [[ -r /proc/self/autogroup ]] || die "--autogroup-nice: no /proc/self/autogroup (kernel without CONFIG_SCHED_AUTOGROUP)"
+    AUTOGROUP_BEFORE=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\)$/\1/p' /proc/self/autogroup)
+    [[ -n $AUTOGROUP_BEFORE ]] || die "--autogroup-nice: cannot read /proc/self/autogroup"
+    echo "$AUTOGROUP_NICE" >/proc/self/autogroup || { AUTOGROUP_BEFORE=""; die "could not set the autogroup nice to $AUTOGROUP_NICE (negative values need root)"; }
+    log "scheduler autogroup nice $AUTOGROUP_BEFORE -> $AUTOGROUP_NICE for this run (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?'))"
+    meta autogroup_nice "$AUTOGROUP_NICE (sched_autogroup_enabled=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo '?'))"
+fi
 if [[ $WAIT_QUIET -gt 0 ]]; then
     log "waiting up to ${WAIT_QUIET}s for the machine to be idle"
     if busy=$(python3 "$HELPER" wait-quiet "$WAIT_QUIET"); then
