@@ -1,4 +1,4 @@
-//! TLS, both ways, with one crypto provider (ring): the server side
+//! TLS, both ways, with one crypto provider (aws-lc-rs): the server side
 //! (certificates from PEM files, chosen by SNI, reloadable, or minted per
 //! allowed host by the development CA) and the client side for `https://`
 //! upstreams (trusted roots, the explicit opt-out).
@@ -20,10 +20,10 @@ pub(crate) use client::own_listener_config;
 pub use client::{NoVerification, client_config};
 pub use server::{CertStore, acceptor};
 
-/// The one crypto provider portero uses (ring), passed explicitly so no
+/// The one crypto provider portero uses (aws-lc-rs), passed explicitly so no
 /// process-wide default has to be installed.
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Every certificate in a PEM file, in order; at least one.

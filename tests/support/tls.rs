@@ -130,7 +130,7 @@ pub(crate) async fn start_tls_reloading(
 /// A client config that accepts any server certificate (the tests inspect
 /// the certificate themselves) and offers `alpn`.
 pub(crate) fn accept_any(alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -150,7 +150,7 @@ pub(crate) fn trusting(ca_pem: &str, alpn: &[&[u8]]) -> Arc<ClientConfig> {
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -271,7 +271,7 @@ pub(crate) async fn https_backend(
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(&paths.key).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
