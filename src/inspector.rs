@@ -14,9 +14,10 @@
 //! - the live stream: a broadcast channel of [`CHANNEL`] records shared by
 //!   every page, at most [`MAX_STREAMS`] pages at once;
 //! - with body capture on (`admin.inspector_bodies`, at most 64 KiB), each
-//!   kept request also holds that much of both bodies, and what a replay
-//!   needs (its headers, at most [`MAX_REPLAY_HEADERS`], and its body): at
-//!   the 64 KiB maximum at most about 230 KiB per request, 70 MiB for 300;
+//!   kept request also holds that much of both bodies, the request body
+//!   again in its curl command (when kept whole), and what a replay needs
+//!   (its headers, at most [`MAX_REPLAY_HEADERS`], and its body): at the
+//!   64 KiB maximum roughly 300 KiB per request at most, 90 MiB for 300;
 //! - the last [`MAX_REFUSED`] refused WebSocket handshakes.
 
 use std::collections::{HashMap, VecDeque};

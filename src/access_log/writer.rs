@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn a_line_waits_at_most_about_the_interval() {
+    fn a_lone_line_is_written_without_more_traffic() {
         let out = Shared::default();
         let (buffer, _flush) = start(Box::new(out.clone())).unwrap();
         buffer.push(b"one\n");
