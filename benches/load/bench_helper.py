@@ -237,6 +237,7 @@ PEER_LABEL = {
     "hpm": "http-proxy-middleware 3 + express 5",
     "portero": "**portero**",
     "portero-base": "portero, base binary (`PORTERO_BASE_BIN`)",
+    "portero-fast": "portero, fast HTTP/1 path (`PORTERO_FAST_H1=1`)",
     "express": "express.static",
 }
 STATIC_LABEL = {

@@ -9,7 +9,8 @@
 #   --quick                 2-s runs, 1 round, 1-s warm-up          (env BENCH_QUICK=1)
 #   --scenarios LIST        comma list of: proxy,static              (env BENCH_SCENARIOS, default proxy,static)
 #   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS);
-#                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change)
+#                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change),
+#                           portero-fast (PORTERO_BIN with PORTERO_FAST_H1=1: the fast HTTP/1 path prototype)
 #   --static-peers LIST     static peers: nginx,caddy,portero,portero-staging; opt-in: nginx-ofc (with
 #                           open_file_cache), express (express.static)   (env BENCH_STATIC_PEERS)
 #   --rounds N              proxy rounds                             (env BENCH_ROUNDS, default 3)
@@ -108,7 +109,7 @@ IFS=, read -r -a SCENARIO_LIST <<<"$SCENARIOS"
 IFS=, read -r -a PROXY_PEER_LIST <<<"$PROXY_PEERS"
 IFS=, read -r -a STATIC_PEER_LIST <<<"$STATIC_PEERS"
 for s in "${SCENARIO_LIST[@]}"; do [[ " $KNOWN_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $KNOWN_SCENARIOS)"; done
-for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx haproxy caddy hpm portero portero-base " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx haproxy caddy hpm portero portero-base portero-fast " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
 for p in "${STATIC_PEER_LIST[@]}"; do [[ " nginx nginx-ofc caddy portero portero-staging express " == *" $p "* ]] || die "unknown static peer '$p'"; done
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 uses_peer() { [[ ",$PROXY_PEERS," == *",$1,"* ]] && wants proxy || { [[ ",$STATIC_PEERS," == *",$1,"* ]] && wants static; }; }
@@ -308,11 +309,12 @@ start_peer() {
             start_server "$name" "$logf" env NODE_ENV=production node "$HERE/node/hpm.js" --port "$PEER_PORT" \
                 --target "http://127.0.0.1:${UPSTREAM_PORT:-1}" "${static_args[@]}"
             ;;
-        portero | portero-staging | portero-base)
-            local cfg_args=() bin=$PORTERO_BIN
+        portero | portero-staging | portero-base | portero-fast)
+            local cfg_args=() bin=$PORTERO_BIN fast=0
             [[ $kind == portero-staging ]] && cfg_args=(-c "$HERE/conf/portero-staging.toml")
             [[ $kind == portero-base ]] && bin=$PORTERO_BASE_BIN
-            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
+            [[ $kind == portero-fast ]] && fast=1
+            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 PORTERO_FAST_H1=$fast "$bin" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
             ;;
@@ -503,6 +505,9 @@ scenario_proxy() {
             portero-base)
                 [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
                 start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
+                ;;
+            portero-fast)
+                start_peer portero-fast portero-fast-proxy || { peer_failed portero-fast proxy "did not start"; continue; }
                 ;;
         esac
         started+=("$PEER_PID")
