@@ -2,7 +2,8 @@
 # Instructions per proxied request (valgrind --tool=callgrind), portero in
 # front of an nginx upstream answering `200 "ok"`, as in BENCHMARKS.md.
 #
-# Usage: benches/load/callgrind.sh BINARY [REQUESTS_SECONDS] [CONNS]
+# Usage: benches/load/callgrind.sh BINARY|nginx [SECONDS] [CONNS]
+#   nginx: nginx proxy_pass (the run.sh peer's config, one process, no master)
 #   env: PORTERO_FAST_H1 is passed through to portero; PORTERO_ARGS are added
 #   to its command line (e.g. "-c benches/load/conf/portero-staging.toml
 #   --access-log off" for the lean figure: no access log, no inspector).
@@ -23,9 +24,18 @@ NGX=$!
 # The SPA folder alone in its parent: portero watches the parent, and a log
 # written beside it would wake the watcher on every line.
 mkdir -p "$WORK/site/spa" && echo '<!doctype html><title>x</title>' >"$WORK/site/spa/index.html"
+if [[ $BIN == nginx ]]; then
+    mkdir -p "$WORK/proxy-peer"
+    sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK/proxy-peer|g" -e "s|@PORT@|$PP|" \
+        -e "s|@UPSTREAM_PORT@|$UP|" "$HERE/conf/nginx-proxy.conf.in" >"$WORK/proxy.conf"
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
+        nginx -p "$WORK/proxy-peer" -c "$WORK/proxy.conf" -e "$WORK/proxy-peer/error.log" \
+        -g 'daemon off; master_process off;' >"$WORK/portero.log" 2>&1 &
+else
 TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$WORK/cg.out" "$BIN" --listen "127.0.0.1:$PP" \
     --backend "http://127.0.0.1:$UP" --spa "$WORK/site/spa" --log-level warn ${PORTERO_ARGS:-} >"$WORK/portero.log" 2>&1 &
+fi
 PID=$!
 trap 'kill $PID $NGX 2>/dev/null || true; wait 2>/dev/null; [[ -n ${KEEP:-} ]] || rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PP/api/x" && break; sleep 0.2; done

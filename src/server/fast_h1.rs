@@ -120,6 +120,9 @@ pub(super) async fn serve<S>(
     }
 }
 
+// Made and taken apart once per request: boxing the head would cost an
+// allocation each time.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Head(h1::RequestHead),
     /// Not the common shape: hyper's.
@@ -221,8 +224,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     c.req_headers.clear();
     match result {
         Ok(done) => {
-            entry.end(done.bytes, done.complete);
-            if done.complete {
+            entry.end(done.bytes, true);
+            if done.body_read {
                 Served::KeepAlive
             } else {
                 Served::Close
@@ -268,12 +271,12 @@ async fn fallback<S>(
     serve_h1(io, conn, shared, builders, watcher).await
 }
 
-/// How a proxied exchange ended, when the response was written.
+/// A proxied exchange whose response was written in full.
 struct Done {
     bytes: u64,
-    /// The whole response was written and the request body read: the
-    /// client connection may carry another request.
-    complete: bool,
+    /// The request body was read in full: the client connection may carry
+    /// another request.
+    body_read: bool,
 }
 
 enum Failed {
@@ -317,13 +320,14 @@ impl Exchange<'_> {
         let head_req = self.req.method() == Method::HEAD;
         let upstream = &mut upc.stream;
         let sent = tokio::time::timeout(timeout, async {
-            self.send(c, upstream).await?;
+            let body_read = self.send(c, upstream).await?;
             read_response_head(upstream, &mut c.up_buf, head_req, &mut c.resp_headers)
                 .await
-                .map_err(|e| before(Error::upstream_unavailable(up, e), true))
+                .map(|head| (head, body_read))
+                .map_err(|e| before(Error::upstream_unavailable(up, e), body_read))
         })
         .await;
-        let resp = match sent {
+        let (resp, body_read) = match sent {
             Err(_) => {
                 let what = "waiting for the response headers";
                 return Err(before(Error::upstream_timeout(up, what, timeout), false));
@@ -372,23 +376,22 @@ impl Exchange<'_> {
             return Err(Failed::Answered { bytes });
         }
         // Reused only when the exchange is complete and nothing more came.
-        if keep_alive && c.up_buf.is_empty() {
+        if keep_alive && body_read && c.up_buf.is_empty() {
             self.pool.checkin_raw(upc);
         }
         c.up_buf.clear();
-        Ok(Done {
-            bytes,
-            complete: true,
-        })
+        Ok(Done { bytes, body_read })
     }
 
     /// Writes the request head and its body (what was read with the head,
-    /// then the rest from the client).
+    /// then the rest from the client). Stops sending when the upstream
+    /// answers first (an early 401 or 413 to an upload): `Ok(false)`, the
+    /// body was not read in full.
     async fn send<S: AsyncRead + Unpin>(
         &self,
         c: &mut Client<S>,
         upstream: &mut TcpStream,
-    ) -> Result<(), Failed> {
+    ) -> Result<bool, Failed> {
         let up = &*self.pool.upstream;
         let unavailable = |e: std::io::Error, body_read| Failed::Before {
             err: Error::upstream_unavailable(up, e),
@@ -403,39 +406,48 @@ impl Exchange<'_> {
         c.up_out.extend_from_slice(&c.rbuf[..here]);
         c.rbuf.advance(here);
         left -= here as u64;
-        upstream
-            .write_all(&c.up_out)
-            .await
-            .map_err(|e| unavailable(e, left == 0))?;
-        while left > 0 {
-            c.rbuf.reserve(READ_CHUNK);
-            let read = tokio::time::timeout(up.request_body_timeout, c.io.read_buf(&mut c.rbuf));
-            let err = match read.await {
-                Err(_) => Error::RequestTimeout {
-                    after: up.request_body_timeout,
-                },
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    Error::BadRequest("the request body is malformed or was cut short")
-                }
-                Ok(Ok(_)) => {
-                    let here = usize::try_from(left)
-                        .unwrap_or(usize::MAX)
-                        .min(c.rbuf.len());
-                    left -= here as u64;
-                    let chunk = c.rbuf.split_to(here);
-                    upstream
-                        .write_all(&chunk)
-                        .await
-                        .map_err(|e| unavailable(e, left == 0))?;
-                    continue;
-                }
-            };
-            return Err(Failed::Before {
-                err,
-                body_read: false,
-            });
+        let (rd, mut wr) = upstream.split();
+        tokio::select! {
+            biased;
+            _ = rd.readable(), if left > 0 => return Ok(false),
+            w = wr.write_all(&c.up_out) => w.map_err(|e| unavailable(e, left == 0))?,
         }
-        Ok(())
+        while left > 0 {
+            if c.rbuf.is_empty() {
+                c.rbuf.reserve(READ_CHUNK);
+                let read =
+                    tokio::time::timeout(up.request_body_timeout, c.io.read_buf(&mut c.rbuf));
+                let read = tokio::select! {
+                    biased;
+                    _ = rd.readable() => return Ok(false),
+                    r = read => r,
+                };
+                let err = match read {
+                    Err(_) => Error::RequestTimeout {
+                        after: up.request_body_timeout,
+                    },
+                    Ok(Ok(0)) | Ok(Err(_)) => {
+                        Error::BadRequest("the request body is malformed or was cut short")
+                    }
+                    Ok(Ok(_)) => continue,
+                };
+                return Err(Failed::Before {
+                    err,
+                    body_read: false,
+                });
+            }
+            let here = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(c.rbuf.len());
+            left -= here as u64;
+            let chunk = c.rbuf.split_to(here);
+            tokio::select! {
+                biased;
+                _ = rd.readable() => return Ok(false),
+                w = wr.write_all(&chunk) => w.map_err(|e| unavailable(e, left == 0))?,
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -421,13 +421,15 @@ impl Pool {
                 idle.drain(..keep).collect()
             };
             drop(expired);
-            let expired: Vec<RawIdle> = {
+            // Raw connections have no task that would see the upstream
+            // close them: the sweep looks.
+            let expired: VecDeque<RawIdle> = {
                 let mut idle = slot.raw_lock();
-                let keep = idle
-                    .iter()
-                    .position(|i| i.since.elapsed() <= age)
-                    .unwrap_or(idle.len());
-                idle.drain(..keep).collect()
+                let (keep, gone) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|i| i.since.elapsed() <= age && i.conn.is_quiet());
+                *idle = keep;
+                gone
             };
             drop(expired);
         }
