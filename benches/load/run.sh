@@ -21,7 +21,8 @@
 #   --no-install            never apt-get / npm install              (env BENCH_NO_INSTALL=1)
 #   --wait-quiet S          first wait up to S s for the machine to be idle (env BENCH_WAIT_QUIET, default 0)
 #   -h, --help
-# Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, BENCH_CONNS (64),
+# Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, PORTERO_ARGS (added to
+#   every portero peer's command line in the proxy scenario, e.g. "--access-log off"), BENCH_CONNS (64),
 #   BENCH_WARMUP (s, default 2), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
 #   BENCH_REQUIRE_PORTERO=1 (exit non-zero if portero rows are skipped),
 #   BENCH_KEEP_WORK=1 (keep the temp dir with generated configs and files),
@@ -45,7 +46,7 @@ COMMAND_LINE="benches/load/run.sh${*:+ $*}"
 ENV_DESC="" # the BENCH_* / PORTERO_BIN settings given in the environment, for the report
 for v in BENCH_QUICK BENCH_SCENARIOS BENCH_PEERS BENCH_STATIC_PEERS BENCH_ROUNDS BENCH_STATIC_ROUNDS BENCH_DURATION \
     BENCH_C1_DURATION BENCH_STATIC_DURATION BENCH_WARMUP BENCH_CONNS BENCH_SERVER_CPU BENCH_CLIENT_CPU \
-    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN; do
+    BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN PORTERO_ARGS; do
     [[ -z ${!v:-} ]] || ENV_DESC+="$v=${!v} "
 done
 
@@ -314,6 +315,8 @@ start_peer() {
             [[ $kind == portero-staging ]] && cfg_args=(-c "$HERE/conf/portero-staging.toml")
             [[ $kind == portero-base ]] && bin=$PORTERO_BASE_BIN
             [[ $kind == portero-fast ]] && fast=1
+            # shellcheck disable=SC2206 # PORTERO_ARGS is a word list
+            [[ $kind != portero-staging && -n ${PORTERO_ARGS:-} ]] && cfg_args+=(${PORTERO_ARGS})
             start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 PORTERO_FAST_H1=$fast "$bin" "${cfg_args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
