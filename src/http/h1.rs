@@ -196,6 +196,10 @@ pub(crate) struct ResponseHead {
     pub framing: Framing,
     /// The connection may carry another exchange.
     pub keep_alive: bool,
+    /// When the response rules have nothing to do but drop hop-by-hop
+    /// fields (and the caller allowed it): the head's bytes, its fields at
+    /// the spans the caller passed, and `headers` is left empty.
+    pub raw: Option<Bytes>,
 }
 
 /// What [`parse_response`] found.
@@ -228,6 +232,7 @@ pub(crate) fn parse_response(
     buf: &mut BytesMut,
     head: bool,
     cache: &mut HeaderMap,
+    raw_spans: Option<&mut Vec<[u32; 4]>>,
 ) -> Result<Option<Response>, BadResponse> {
     let mut slots = slots();
     let mut spans: Spans = [[0; 4]; MAX_HEADERS];
@@ -255,14 +260,21 @@ pub(crate) fn parse_response(
     let mut keep_alive = r.version == Some(1);
     let n = r.headers.len();
     let (mut chunked, mut te, mut length, mut lengths) = (false, false, None, 0);
+    // The rules would only drop hop-by-hop fields: no field they rewrite,
+    // and `Connection` names nothing but `keep-alive` (itself dropped).
+    let mut plain = raw_spans.is_some();
     for (slot, h) in spans.iter_mut().zip(r.headers.iter()) {
         let name = h.name.as_bytes();
         let v = h.value;
+        plain &= !crate::http::rewrite::is_rewritten_name(name);
         if name.eq_ignore_ascii_case(b"connection") {
             let close = v
                 .split(|&b| b == b',')
                 .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
             keep_alive &= !close;
+            plain &= v
+                .split(|&b| b == b',')
+                .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"));
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
             // The last coding decides (RFC 9112 §6.3).
@@ -304,16 +316,27 @@ pub(crate) fn parse_response(
     }
     let raw = buf.split_to(len).freeze();
     let mut headers = std::mem::take(cache);
-    if fill_headers(&raw, &spans[..n], &mut headers).is_none() {
-        *cache = headers;
-        return Err(BadResponse::Header);
-    }
+    let raw_head = match raw_spans {
+        Some(out) if plain && lengths <= 1 => {
+            out.clear();
+            out.extend_from_slice(&spans[..n]);
+            Some(raw.clone())
+        }
+        _ => {
+            if fill_headers(&raw, &spans[..n], &mut headers).is_none() {
+                *cache = headers;
+                return Err(BadResponse::Header);
+            }
+            None
+        }
+    };
     Ok(Some(Response::Final(ResponseHead {
         status,
         reason: reason.map(|(at, len)| raw.slice(at..at + len)),
         headers,
         framing,
         keep_alive,
+        raw: raw_head,
     })))
 }
 
@@ -349,6 +372,51 @@ pub(crate) fn write_response_head(
     headers: &HeaderMap,
     extra: &[u8],
 ) {
+    write_status_line(out, status, reason);
+    write_fields(out, headers);
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        date::extend(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// [`write_response_head`] for a head the rules leave alone but for its
+/// hop-by-hop fields ([`ResponseHead::raw`]): the fields copied from `raw`
+/// at `spans`, names lower-cased, hop-by-hop ones left out.
+pub(crate) fn write_raw_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    reason: Option<&[u8]>,
+    raw: &[u8],
+    spans: &[[u32; 4]],
+    extra: &[u8],
+) {
+    write_status_line(out, status, reason);
+    let mut date = false;
+    for &[n0, n1, v0, v1] in spans {
+        let name = &raw[n0 as usize..n1 as usize];
+        if crate::http::headers::is_hop_by_hop_name(name) {
+            continue;
+        }
+        date |= name.eq_ignore_ascii_case(b"date");
+        out.extend(name.iter().map(u8::to_ascii_lowercase));
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&raw[v0 as usize..v1 as usize]);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !date {
+        out.extend_from_slice(b"date: ");
+        date::extend(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(extra);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_status_line(out: &mut Vec<u8>, status: StatusCode, reason: Option<&[u8]>) {
     if status == StatusCode::OK && reason.is_none() {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
@@ -361,14 +429,6 @@ pub(crate) fn write_response_head(
         }
         out.extend_from_slice(b"\r\n");
     }
-    write_fields(out, headers);
-    if !headers.contains_key(header::DATE) {
-        out.extend_from_slice(b"date: ");
-        date::extend(out);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(extra);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The `Date` value, formatted once a second per thread (as hyper does).
@@ -580,7 +640,7 @@ mod tests {
     fn resp(bytes: &str, head: bool) -> Result<ResponseHead, BadResponse> {
         let mut b = BytesMut::from(bytes);
         loop {
-            match parse_response(&mut b, head, &mut HeaderMap::new())? {
+            match parse_response(&mut b, head, &mut HeaderMap::new(), None)? {
                 Some(Response::Final(h)) => return Ok(h),
                 Some(Response::Interim) => continue,
                 None => panic!("partial"),

@@ -61,6 +61,14 @@ pub(super) fn enabled() -> bool {
     std::env::var_os("PORTERO_FAST_H1").is_some_and(|v| v == "1")
 }
 
+/// An experiment on top (`PORTERO_FAST_H1_RAW=1`): a response head the
+/// rules would leave alone but for its hop-by-hop fields is written
+/// through from the upstream's bytes, without a header map.
+fn raw_heads() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("PORTERO_FAST_H1_RAW").is_some_and(|v| v == "1"))
+}
+
 /// One client connection and its buffers, reused for every request.
 struct Client<S> {
     io: ClientIo<S>,
@@ -76,6 +84,8 @@ struct Client<S> {
     /// allocations serve the next ones.
     req_headers: HeaderMap,
     resp_headers: HeaderMap,
+    /// Where a response head's fields lie, when it is written through.
+    resp_spans: Vec<[u32; 4]>,
 }
 
 /// Serves `io` on the fast path while its requests have the common shape,
@@ -97,6 +107,7 @@ pub(super) async fn serve<S>(
         up_buf: BytesMut::with_capacity(READ_CHUNK),
         req_headers: HeaderMap::new(),
         resp_headers: HeaderMap::new(),
+        resp_spans: Vec::new(),
     };
     let stopping = shared.tunnels.shutting_down.clone();
     let stop = stopping.cancelled();
@@ -218,6 +229,8 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         ctx: &ctx,
         upstream_host: &prepared.upstream_host,
         hsts: hsts.as_ref(),
+        // The inspector keeps the response's header map: then one is built.
+        raw_heads: raw_heads() && hsts.is_none() && !shared.metrics.inspector.on(),
     };
     let result = x.run(c, &mut entry).await;
     c.req_headers = std::mem::take(req.headers_mut());
@@ -299,6 +312,8 @@ struct Exchange<'a> {
     ctx: &'a Ctx<'a>,
     upstream_host: &'a str,
     hsts: Option<&'a HeaderValue>,
+    /// The response head may be written through ([`raw_heads`]).
+    raw_heads: bool,
 }
 
 impl Exchange<'_> {
@@ -321,10 +336,17 @@ impl Exchange<'_> {
         let upstream = &mut upc.stream;
         let sent = tokio::time::timeout(timeout, async {
             let body_read = self.send(c, upstream).await?;
-            read_response_head(upstream, &mut c.up_buf, head_req, &mut c.resp_headers)
-                .await
-                .map(|head| (head, body_read))
-                .map_err(|e| before(Error::upstream_unavailable(up, e), body_read))
+            let spans = self.raw_heads.then_some(&mut c.resp_spans);
+            read_response_head(
+                upstream,
+                &mut c.up_buf,
+                head_req,
+                &mut c.resp_headers,
+                spans,
+            )
+            .await
+            .map(|head| (head, body_read))
+            .map_err(|e| before(Error::upstream_unavailable(up, e), body_read))
         })
         .await;
         let (resp, body_read) = match sent {
@@ -341,21 +363,37 @@ impl Exchange<'_> {
             mut headers,
             framing,
             keep_alive,
+            raw,
         } = resp;
-        upstream::response_headers(&mut headers, self.ctx, up, self.upstream_host);
-        if let Some(v) = self.hsts {
-            headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
-        }
-        dedupe_length(&mut headers);
-        entry.status = status;
-        entry.response_headers(&headers);
         let extra: &[u8] = match framing {
             Framing::Chunked | Framing::Close => b"transfer-encoding: chunked\r\n",
             Framing::Empty | Framing::Length(_) => b"",
         };
+        entry.status = status;
         c.out.clear();
-        h1::write_response_head(&mut c.out, status, reason.as_deref(), &headers, extra);
-        headers.clear();
+        match raw {
+            Some(raw) => {
+                let spans = &c.resp_spans;
+                h1::write_raw_response_head(
+                    &mut c.out,
+                    status,
+                    reason.as_deref(),
+                    &raw,
+                    spans,
+                    extra,
+                );
+            }
+            None => {
+                upstream::response_headers(&mut headers, self.ctx, up, self.upstream_host);
+                if let Some(v) = self.hsts {
+                    headers.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+                }
+                dedupe_length(&mut headers);
+                entry.response_headers(&headers);
+                h1::write_response_head(&mut c.out, status, reason.as_deref(), &headers, extra);
+                headers.clear();
+            }
+        }
         c.resp_headers = headers;
 
         let idle = up.body_idle_timeout;
@@ -457,10 +495,11 @@ async fn read_response_head(
     buf: &mut BytesMut,
     head_req: bool,
     cache: &mut HeaderMap,
+    mut spans: Option<&mut Vec<[u32; 4]>>,
 ) -> Result<h1::ResponseHead, Box<dyn std::error::Error + Send + Sync>> {
     buf.clear();
     loop {
-        match h1::parse_response(buf, head_req, cache)? {
+        match h1::parse_response(buf, head_req, cache, spans.as_deref_mut())? {
             Some(h1::Response::Final(h)) => return Ok(h),
             Some(h1::Response::Interim) => continue,
             None if buf.len() >= MAX_HEAD => return Err("response head too large".into()),
