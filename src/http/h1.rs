@@ -32,8 +32,16 @@ pub(crate) struct RequestHead {
     pub req: Request<()>,
     /// The head's bytes as received (replayed to hyper on a fall-back).
     pub raw: Bytes,
-    /// The body's length (`Content-Length`, 0 without one).
-    pub body: u64,
+    pub body: RequestBody,
+}
+
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    /// `Content-Length` (0 without one).
+    Length(u64),
+    /// A single `Transfer-Encoding: chunked`.
+    Chunked,
 }
 
 fn method(m: &str) -> Option<Method> {
@@ -100,8 +108,9 @@ fn fill_headers(raw: &Bytes, spans: &[[u32; 4]], headers: &mut HeaderMap) -> Opt
 /// Parses the request head at the start of `buf` and, when it is the
 /// common shape, takes it off `buf`: HTTP/1.1, a method among GET, HEAD,
 /// POST, PUT, PATCH, DELETE and OPTIONS, an origin-form target, exactly one
-/// `Host`, no `Upgrade`, `Expect`, `TE` or `Transfer-Encoding`, no
-/// `Connection` but `keep-alive`, at most one `Content-Length` of digits.
+/// `Host`, no `Upgrade`, `Expect` or `TE`, no `Connection` but
+/// `keep-alive`, and either at most one `Content-Length` of digits or one
+/// `Transfer-Encoding: chunked`.
 /// Anything else is [`Parse::Other`] and `buf` is left as it was. The
 /// header map is `cache`'s (taken, its allocation reused).
 pub(crate) fn parse_request(buf: &mut BytesMut, cache: &mut HeaderMap) -> Parse<RequestHead> {
@@ -128,6 +137,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, cache: &mut HeaderMap) -> Parse<
     let path_len = path.len();
     let mut hosts = 0;
     let mut body = None;
+    let mut chunked = 0;
     let n = r.headers.len();
     for (slot, h) in spans.iter_mut().zip(r.headers.iter()) {
         let name = h.name.as_bytes();
@@ -144,11 +154,22 @@ pub(crate) fn parse_request(buf: &mut BytesMut, cache: &mut HeaderMap) -> Parse<
             if !v.eq_ignore_ascii_case(b"keep-alive") {
                 return Parse::Other;
             }
-        } else if is("upgrade") || is("expect") || is("te") || is("transfer-encoding") {
+        } else if is("transfer-encoding") {
+            if !v.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                return Parse::Other;
+            }
+            chunked += 1;
+        } else if is("upgrade") || is("expect") || is("te") {
             return Parse::Other;
         }
         *slot = span(base, name, v);
     }
+    let body = match (body, chunked) {
+        (None, 0) => RequestBody::Length(0),
+        (Some(n), 0) => RequestBody::Length(n),
+        (None, 1) => RequestBody::Chunked,
+        _ => return Parse::Other,
+    };
     if hosts != 1 {
         return Parse::Other;
     }
@@ -168,11 +189,7 @@ pub(crate) fn parse_request(buf: &mut BytesMut, cache: &mut HeaderMap) -> Parse<
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    Parse::Complete(RequestHead {
-        req,
-        raw,
-        body: body.unwrap_or(0),
-    })
+    Parse::Complete(RequestHead { req, raw, body })
 }
 
 /// How a response body is delimited.
@@ -614,9 +631,11 @@ mod tests {
         let h = req("GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n").unwrap();
         assert_eq!(h.req.uri(), "/a?b");
         assert_eq!(h.req.headers()["host"], "x");
-        assert_eq!(h.body, 0);
+        assert_eq!(h.body, RequestBody::Length(0));
         let h = req("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").unwrap();
-        assert_eq!(h.body, 5);
+        assert_eq!(h.body, RequestBody::Length(5));
+        let h = req("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: CHUNKED\r\n\r\n").unwrap();
+        assert_eq!(h.body, RequestBody::Chunked);
         for other in [
             "GET / HTTP/1.0\r\nHost: x\r\n\r\n",
             "GET / HTTP/1.1\r\n\r\n",
@@ -628,7 +647,9 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",

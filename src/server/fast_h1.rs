@@ -18,10 +18,12 @@
 //! requests, `send_timeout` (through [`ClientIo`]), the upstream's
 //! `response_timeout` (head), `request_body_timeout` and
 //! `body_idle_timeout`, the pool's cap, hold while the upstream restarts,
-//! reuse only after a complete exchange, the access-log entry and metrics.
-//! Not yet: the upstream answering before the request body is sent (the
-//! body is sent first), pipelined requests are served one after the other
-//! without reading ahead, graceful shutdown only between requests.
+//! reuse only after a complete exchange, the access-log entry and metrics,
+//! request bodies by `Content-Length` or chunked (decoded and framed anew,
+//! the route's body limit counted), an upstream answering before the body
+//! is sent (sending stops, the client connection closes after the answer).
+//! Not yet: a response streamed while the request body still uploads (full
+//! duplex), pipelined requests read ahead, HTTPS upstreams (hyper's).
 
 use std::sync::Arc;
 
@@ -41,7 +43,7 @@ use crate::conn::{ClientIo, Conn};
 use crate::dispatch::{self, Routing};
 use crate::error::Error;
 use crate::http::body::Body;
-use crate::http::h1::{self, Framing, Parse};
+use crate::http::h1::{self, Framing, Parse, RequestBody};
 use crate::http::headers::Accepts;
 use crate::services::Ctx;
 use crate::services::proxy;
@@ -222,6 +224,13 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         _ => return Served::Other(raw),
     };
     drop(raw);
+    if body == RequestBody::Chunked {
+        // Framed anew for the upstream (the rules strip the client's).
+        req.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
     let x = Exchange {
         req: &req,
         body,
@@ -307,7 +316,7 @@ enum Failed {
 /// One exchange with the upstream.
 struct Exchange<'a> {
     req: &'a Request<()>,
-    body: u64,
+    body: RequestBody,
     pool: &'a Arc<Pool>,
     ctx: &'a Ctx<'a>,
     upstream_host: &'a str,
@@ -326,7 +335,7 @@ impl Exchange<'_> {
         let before = |err, body_read| Failed::Before { err, body_read };
         let (mut upc, _pooled) = upstream::obtain_raw(self.pool)
             .await
-            .map_err(|e| before(e, self.body == 0))?;
+            .map_err(|e| before(e, self.body == RequestBody::Length(0)))?;
         let timeout = self
             .ctx
             .route
@@ -422,9 +431,10 @@ impl Exchange<'_> {
     }
 
     /// Writes the request head and its body (what was read with the head,
-    /// then the rest from the client). Stops sending when the upstream
-    /// answers first (an early 401 or 413 to an upload): `Ok(false)`, the
-    /// body was not read in full.
+    /// then the rest from the client; a chunked body decoded and framed
+    /// anew, as hyper does). Stops sending when the upstream answers first
+    /// (an early 401 or 413 to an upload): `Ok(false)`, the body was not
+    /// read in full.
     async fn send<S: AsyncRead + Unpin>(
         &self,
         c: &mut Client<S>,
@@ -437,14 +447,17 @@ impl Exchange<'_> {
         };
         c.up_out.clear();
         h1::write_request_head(&mut c.up_out, self.req);
-        let mut left = self.body;
+        let (rd, mut wr) = upstream.split();
+        let mut left = match self.body {
+            RequestBody::Length(n) => n,
+            RequestBody::Chunked => return self.send_chunked(c, rd, wr).await,
+        };
         let here = usize::try_from(left)
             .unwrap_or(usize::MAX)
             .min(c.rbuf.len());
         c.up_out.extend_from_slice(&c.rbuf[..here]);
         c.rbuf.advance(here);
         left -= here as u64;
-        let (rd, mut wr) = upstream.split();
         tokio::select! {
             biased;
             _ = rd.readable(), if left > 0 => return Ok(false),
@@ -452,27 +465,10 @@ impl Exchange<'_> {
         }
         while left > 0 {
             if c.rbuf.is_empty() {
-                c.rbuf.reserve(READ_CHUNK);
-                let read =
-                    tokio::time::timeout(up.request_body_timeout, c.io.read_buf(&mut c.rbuf));
-                let read = tokio::select! {
-                    biased;
-                    _ = rd.readable() => return Ok(false),
-                    r = read => r,
-                };
-                let err = match read {
-                    Err(_) => Error::RequestTimeout {
-                        after: up.request_body_timeout,
-                    },
-                    Ok(Ok(0)) | Ok(Err(_)) => {
-                        Error::BadRequest("the request body is malformed or was cut short")
-                    }
-                    Ok(Ok(_)) => continue,
-                };
-                return Err(Failed::Before {
-                    err,
-                    body_read: false,
-                });
+                if !self.more(c, &rd).await? {
+                    return Ok(false);
+                }
+                continue;
             }
             let here = usize::try_from(left)
                 .unwrap_or(usize::MAX)
@@ -486,6 +482,95 @@ impl Exchange<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// A chunked request body: decoded from the client (strictly: a framing
+    /// error is the client's 400), counted against the route's body limit
+    /// (413), and sent on chunked, after the head already in `c.up_out`.
+    async fn send_chunked<S: AsyncRead + Unpin>(
+        &self,
+        c: &mut Client<S>,
+        rd: tokio::net::tcp::ReadHalf<'_>,
+        mut wr: tokio::net::tcp::WriteHalf<'_>,
+    ) -> Result<bool, Failed> {
+        let up = &*self.pool.upstream;
+        let route = self.ctx.route;
+        let mut dec = h1::Chunked::default();
+        let mut total = 0u64;
+        loop {
+            let out = &mut c.up_out;
+            let used = dec
+                .decode(&c.rbuf, |d| {
+                    total += d.len() as u64;
+                    h1::write_chunk(out, d);
+                })
+                .map_err(|_| Failed::Before {
+                    err: Error::BadRequest("the request body is malformed or was cut short"),
+                    body_read: false,
+                })?;
+            c.rbuf.advance(used);
+            if let Some(limit) = route.body_limit.filter(|&l| total > l) {
+                return Err(Failed::Before {
+                    err: Error::PayloadTooLarge {
+                        route: route.label(),
+                        limit,
+                    },
+                    body_read: false,
+                });
+            }
+            let done = dec.is_done();
+            if done {
+                c.up_out.extend_from_slice(h1::CHUNKED_END);
+            }
+            if !c.up_out.is_empty() {
+                tokio::select! {
+                    biased;
+                    _ = rd.readable(), if !done => return Ok(false),
+                    w = wr.write_all(&c.up_out) => w.map_err(|e| Failed::Before {
+                        err: Error::upstream_unavailable(up, e),
+                        body_read: done,
+                    })?,
+                }
+                c.up_out.clear();
+            }
+            if done {
+                return Ok(true);
+            }
+            if !self.more(c, &rd).await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Reads more of the request body from the client, within the
+    /// upstream's `request_body_timeout`; `Ok(false)` when the upstream
+    /// answered meanwhile.
+    async fn more<S: AsyncRead + Unpin>(
+        &self,
+        c: &mut Client<S>,
+        rd: &tokio::net::tcp::ReadHalf<'_>,
+    ) -> Result<bool, Failed> {
+        let up = &*self.pool.upstream;
+        c.rbuf.reserve(READ_CHUNK);
+        let read = tokio::time::timeout(up.request_body_timeout, c.io.read_buf(&mut c.rbuf));
+        let read = tokio::select! {
+            biased;
+            _ = rd.readable() => return Ok(false),
+            r = read => r,
+        };
+        let err = match read {
+            Err(_) => Error::RequestTimeout {
+                after: up.request_body_timeout,
+            },
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                Error::BadRequest("the request body is malformed or was cut short")
+            }
+            Ok(Ok(_)) => return Ok(true),
+        };
+        Err(Failed::Before {
+            err,
+            body_read: false,
+        })
     }
 }
 
