@@ -3,7 +3,8 @@
 # front of an nginx upstream answering `200 "ok"`, as in BENCHMARKS.md.
 #
 # Usage: benches/load/callgrind.sh BINARY|nginx [SECONDS] [CONNS]
-#   nginx: nginx proxy_pass (the run.sh peer's config, one process, no master)
+#   nginx: nginx proxy_pass (the run.sh peer's config, one process, no master;
+#   NGINX_ACCESS_LOG=1: with an access log, nginx's default combined format)
 #   env: PORTERO_FAST_H1 is passed through to portero; PORTERO_ARGS are added
 #   to its command line (e.g. "-c benches/load/conf/portero-staging.toml
 #   --access-log off" for the lean figure: no access log, no inspector).
@@ -28,6 +29,7 @@ if [[ $BIN == nginx ]]; then
     mkdir -p "$WORK/proxy-peer"
     sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK/proxy-peer|g" -e "s|@PORT@|$PP|" \
         -e "s|@UPSTREAM_PORT@|$UP|" "$HERE/conf/nginx-proxy.conf.in" >"$WORK/proxy.conf"
+    [[ -z ${NGINX_ACCESS_LOG:-} ]] || sed -i "s|access_log off;|access_log $WORK/proxy-peer/access.log;|" "$WORK/proxy.conf"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \
         nginx -p "$WORK/proxy-peer" -c "$WORK/proxy.conf" -e "$WORK/proxy-peer/error.log" \
         -g 'daemon off; master_process off;' >"$WORK/portero.log" 2>&1 &
