@@ -154,6 +154,19 @@ impl Entry {
         self.error = Some((err.to_string(), err.fault().as_str()));
     }
 
+    /// Keeps the response's headers for the inspector (when it is on).
+    pub(crate) fn response_headers(&mut self, headers: &http::HeaderMap) {
+        if let Some(h) = &mut self.headers {
+            h.response = headers.clone();
+        }
+    }
+
+    /// Ends the request now, `bytes` of body sent: for a path that writes
+    /// the response body itself instead of through a [`LoggedBody`].
+    pub(crate) fn end(mut self, bytes: u64, complete: bool) {
+        self.finish(bytes, complete);
+    }
+
     /// Counts the request, writes its line and hands it to the inspector.
     fn finish(&mut self, bytes: u64, complete: bool) {
         let took = self.start.elapsed();
@@ -360,9 +373,7 @@ pub(crate) struct LoggedBody {
 
 impl LoggedBody {
     pub(crate) fn wrap(resp: Response<Body>, mut entry: Entry) -> Response<LoggedBody> {
-        if let Some(h) = &mut entry.headers {
-            h.response = resp.headers().clone();
-        }
+        entry.response_headers(resp.headers());
         resp.map(|inner| LoggedBody {
             inner,
             bytes: 0,

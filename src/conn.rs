@@ -75,10 +75,9 @@ impl Conn {
 /// hyper's upgraded IO to this type and taking [`ClientIo::into_parts`].
 pub(crate) struct ClientIo<S> {
     io: S,
-    prefix: [u8; PREFIX_MAX],
-    /// `prefix[at..len]` is still to be replayed.
-    at: u8,
-    len: u8,
+    /// `prefix[at..]` is still to be replayed.
+    prefix: Vec<u8>,
+    at: usize,
     send_timeout: Duration,
     /// Made at the first stalled write and reused after.
     stall: Option<Pin<Box<Sleep>>>,
@@ -93,14 +92,16 @@ impl<S> ClientIo<S> {
     /// `prefix` (at most [`PREFIX_MAX`] bytes) is what was read from `io`
     /// already.
     pub(crate) fn new(io: S, prefix: &[u8], send_timeout: Duration) -> ClientIo<S> {
-        let mut buf = [0u8; PREFIX_MAX];
-        let len = prefix.len().min(PREFIX_MAX);
-        buf[..len].copy_from_slice(&prefix[..len]);
+        ClientIo::replaying(io, prefix.to_vec(), send_timeout)
+    }
+
+    /// `prefix` (any length) is what was read from `io` already: the fast
+    /// HTTP/1 path hands a connection to hyper with the bytes it buffered.
+    pub(crate) fn replaying(io: S, prefix: Vec<u8>, send_timeout: Duration) -> ClientIo<S> {
         ClientIo {
             io,
-            prefix: buf,
+            prefix,
             at: 0,
-            len: len as u8,
             send_timeout,
             stall: None,
             stalled: false,
@@ -108,8 +109,8 @@ impl<S> ClientIo<S> {
     }
 
     /// The stream and the bytes read from it not yet replayed.
-    pub(crate) fn into_parts(self) -> (S, Vec<u8>) {
-        let rest = self.prefix[usize::from(self.at)..usize::from(self.len)].to_vec();
+    pub(crate) fn into_parts(mut self) -> (S, Vec<u8>) {
+        let rest = self.prefix.split_off(self.at);
         (self.io, rest)
     }
 
@@ -158,11 +159,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.at < this.len {
-            let rest = &this.prefix[usize::from(this.at)..usize::from(this.len)];
+        if this.at < this.prefix.len() {
+            let rest = &this.prefix[this.at..];
             let n = rest.len().min(buf.remaining());
             buf.put_slice(&rest[..n]);
-            this.at += n as u8;
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.io).poll_read(cx, buf)

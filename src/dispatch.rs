@@ -22,7 +22,7 @@ use crate::http::headers::Accepts;
 use crate::http::{request_rules, reserved, tls_rules};
 use crate::routing::{path, tenant};
 use crate::services::{Ctx, admin, livereload, proxy, welcome};
-use crate::snapshot::{Shared, Snapshot, Target};
+use crate::snapshot::{Routed, Shared, Snapshot, Target};
 
 pub(crate) async fn handle(
     req: Request<Incoming>,
@@ -34,18 +34,7 @@ pub(crate) async fn handle(
     let mut hsts = None;
     let mut resp = match route_request(req, &conn, &shared, &mut entry, &mut hsts).await {
         Ok(resp) => resp,
-        Err(err) => {
-            entry.error(&err);
-            let mut resp = error_page::render(&err, accepts, disclosure(&conn, &shared));
-            // After a malformed request the connection's framing cannot be
-            // trusted (and a client that sends one is rarely worth keeping):
-            // close it, as nginx does.
-            if err.status() == http::StatusCode::BAD_REQUEST {
-                resp.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            resp
-        }
+        Err(err) => error_response(&err, accepts, &conn, &shared, &mut entry),
     };
     if let Some(v) = hsts {
         resp.headers_mut()
@@ -55,16 +44,79 @@ pub(crate) async fn handle(
     LoggedBody::wrap(resp, entry)
 }
 
-async fn route_request(
-    req: Request<Incoming>,
+/// The error page for `err`, counted on `entry`: the one way a failed
+/// request is answered, on every path.
+pub(crate) fn error_response(
+    err: &Error,
+    accepts: Accepts,
     conn: &Conn,
-    shared: &Arc<Shared>,
+    shared: &Shared,
+    entry: &mut Entry,
+) -> Response<Body> {
+    entry.error(err);
+    let mut resp = error_page::render(err, accepts, disclosure(conn, shared));
+    // After a malformed request the connection's framing cannot be
+    // trusted (and a client that sends one is rarely worth keeping):
+    // close it, as nginx does.
+    if err.status() == http::StatusCode::BAD_REQUEST {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// Where a request goes, decided from its head alone: everything dispatch
+/// checks before a service runs. The HTTP/1 fast path asks the same
+/// question and serves only [`Routing::Routed`] proxy routes itself.
+pub(crate) enum Routing {
+    /// Answered by dispatch itself (`OPTIONS *`, the HTTPS redirect).
+    Answer(Response<Body>),
+    /// One of portero's own paths (`/__portero/`).
+    Reserved {
+        snap: Arc<Snapshot>,
+        host: RequestHost,
+    },
+    /// A route matched.
+    Routed(Box<RoutedRequest>),
+}
+
+/// A request whose route matched, with what its service needs.
+pub(crate) struct RoutedRequest {
+    pub snap: Arc<Snapshot>,
+    pub host: RequestHost,
+    pub resolved: tenant::Resolved,
+    pub path: String,
+    pub route: Arc<crate::config::Route>,
+    pub routed: Routed,
+}
+
+impl RoutedRequest {
+    /// The context a service is given.
+    pub(crate) fn ctx<'a>(&'a self, conn: &'a Conn) -> Ctx<'a> {
+        Ctx {
+            conn,
+            host: &self.host,
+            tenant: &self.resolved,
+            path: &self.path,
+            route: &self.route,
+            cookies: &self.snap.rules.cookies,
+        }
+    }
+}
+
+/// Host (and its agreement with SNI), the request-head rules, tenant,
+/// `OPTIONS *`, HTTPS redirect, reserved paths and the route, in that
+/// order; fills in `entry` and `hsts` as it learns them.
+pub(crate) fn route_head<B>(
+    req: &Request<B>,
+    conn: &Conn,
+    shared: &Shared,
     entry: &mut Entry,
     hsts: &mut Option<HeaderValue>,
-) -> Result<Response<Body>, Error> {
-    let host = request_host(&req, conn)?;
+) -> Result<Routing, Error> {
+    let host = request_host(req, conn)?;
     tls_rules::check_sni(conn.sni(), &host.name)?;
-    request_rules::check(&req)?;
+    request_rules::check(req)?;
     if req.method() == Method::CONNECT {
         // Not a forward proxy: a tunnel to anywhere is never opened.
         return Err(Error::MethodNotAllowed {
@@ -75,68 +127,62 @@ async fn route_request(
     let snap = shared.snapshot.load_full();
     let resolved = tenant::resolve(&host.name, &snap.config.tenants)?;
     entry.tenant = resolved.tenant.clone();
-    if request_rules::is_options_star(&req) {
+    if request_rules::is_options_star(req) {
         entry.route = RouteLabel::Fixed("OPTIONS *");
-        return Ok(options_star());
+        return Ok(Routing::Answer(options_star()));
     }
     let tls = snap.config.tls.as_ref();
     if conn.is_tls() {
         *hsts = tls_rules::hsts(&host.name, tls);
     } else if let Some(resp) = tls_rules::https_redirect(conn.is_tls(), &host, req.uri(), tls) {
         entry.route = RouteLabel::Fixed("https-redirect");
-        return Ok(resp);
+        return Ok(Routing::Answer(resp));
     }
 
     let raw_path = req.uri().path();
     if reserved::is_reserved(raw_path) {
         entry.route = RouteLabel::Fixed("/__portero");
-        if livereload::owns(raw_path) && snap.config.spa.live_reload {
-            return livereload::serve(req, &host, &shared.livereload, &shared.tunnels);
-        }
-        let ip = conn.peer.ip();
-        if admin::is_probe(raw_path) {
-            if !snap.config.admin.allows_probe(ip) {
-                return Err(Error::Forbidden(
-                    "health and readiness answer only the networks in admin.probes",
-                ));
-            }
-        } else if !snap.config.admin.allows(ip) {
-            return Err(Error::Forbidden(
-                "portero's own endpoints answer only the networks in admin.allow",
-            ));
-        }
-        let view = AdminView {
-            snap: &snap,
-            shared,
-        };
-        if admin::is_replay(raw_path) {
-            let host = host.with_port();
-            return admin::replay(req.method(), req.headers(), raw_path, &host, &view).await;
-        }
-        return admin::serve(req.method(), raw_path, &view);
+        return Ok(Routing::Reserved { snap, host });
     }
 
     let path = path::normalize(raw_path).into_owned();
     let (route, routed) = snap
         .route(resolved.tenant.as_deref(), &path)
         .ok_or_else(|| Error::NoRoute { path: path.clone() })?;
+    let (route, routed) = (route.clone(), routed.clone());
     entry.route = RouteLabel::Route(route.clone());
     entry.stats = Some(routed.stats.clone());
-
-    let ctx = Ctx {
-        conn,
-        host: &host,
-        tenant: &resolved,
-        path: &path,
+    if let Target::Proxy(pool) = &routed.target {
+        entry.upstream = Some(pool.upstream.clone());
+    }
+    Ok(Routing::Routed(Box::new(RoutedRequest {
+        snap,
+        host,
+        resolved,
+        path,
         route,
-        cookies: &snap.rules.cookies,
+        routed,
+    })))
+}
+
+async fn route_request(
+    req: Request<Incoming>,
+    conn: &Conn,
+    shared: &Arc<Shared>,
+    entry: &mut Entry,
+    hsts: &mut Option<HeaderValue>,
+) -> Result<Response<Body>, Error> {
+    let r = match route_head(&req, conn, shared, entry, hsts)? {
+        Routing::Answer(resp) => return Ok(resp),
+        Routing::Reserved { snap, host } => return own(req, conn, shared, &snap, &host).await,
+        Routing::Routed(r) => r,
     };
-    match &routed.target {
+    let ctx = r.ctx(conn);
+    match &r.routed.target {
         Target::Proxy(pool) => {
-            entry.upstream = Some(pool.upstream.clone());
             let via = proxy::Via {
                 pool,
-                rules: &snap.rules,
+                rules: &r.snap.rules,
                 tunnels: &shared.tunnels,
                 tap: entry.request_tap(),
                 request_bytes: &shared.metrics.request_bytes,
@@ -150,8 +196,8 @@ async fn route_request(
             }
             None => welcome::serve(
                 req.method(),
-                &path,
-                &snap.config,
+                &r.path,
+                &r.snap.config,
                 &slot.root.to_string_lossy(),
             ),
         },
@@ -160,6 +206,38 @@ async fn route_request(
                 .await
         }
     }
+}
+
+/// portero's own paths: live reload, probes, the admin pages.
+async fn own(
+    req: Request<Incoming>,
+    conn: &Conn,
+    shared: &Arc<Shared>,
+    snap: &Snapshot,
+    host: &RequestHost,
+) -> Result<Response<Body>, Error> {
+    let raw_path = req.uri().path();
+    if livereload::owns(raw_path) && snap.config.spa.live_reload {
+        return livereload::serve(req, host, &shared.livereload, &shared.tunnels);
+    }
+    let ip = conn.peer.ip();
+    if admin::is_probe(raw_path) {
+        if !snap.config.admin.allows_probe(ip) {
+            return Err(Error::Forbidden(
+                "health and readiness answer only the networks in admin.probes",
+            ));
+        }
+    } else if !snap.config.admin.allows(ip) {
+        return Err(Error::Forbidden(
+            "portero's own endpoints answer only the networks in admin.allow",
+        ));
+    }
+    let view = AdminView { snap, shared };
+    if admin::is_replay(raw_path) {
+        let host = host.with_port();
+        return admin::replay(req.method(), req.headers(), raw_path, &host, &view).await;
+    }
+    admin::serve(req.method(), raw_path, &view)
 }
 
 /// What portero's own endpoints show, read from the running state.
@@ -252,7 +330,7 @@ fn options_star() -> Response<Body> {
 /// The request's host, by the rules hyper leaves to us (RFC 9112 §3.2):
 /// exactly one `Host` on HTTP/1.1; an absolute-form target or HTTP/2
 /// `:authority` must agree with it.
-fn request_host(req: &Request<Incoming>, conn: &Conn) -> Result<RequestHost, Error> {
+fn request_host<B>(req: &Request<B>, conn: &Conn) -> Result<RequestHost, Error> {
     request_host_parts(req.version(), req.uri(), req.headers(), conn)
 }
 

@@ -438,6 +438,33 @@ async fn run_case(c: &Case, static_root: &Path) -> Result<(), String> {
         }
     }
 
+    // `HARDENING_DUMP=dir`: what each case saw, one file per case, to diff
+    // two runs (the fast HTTP/1 path against hyper's: `PORTERO_FAST_H1=1`).
+    if let Some(dir) = std::env::var_os("HARDENING_DUMP") {
+        let statuses: Vec<String> = saw
+            .responses
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}{}",
+                    r.status,
+                    if r.complete { "" } else { " (incomplete)" }
+                )
+            })
+            .collect();
+        let backend: Vec<String> = got.iter().map(|r| normalise(&r.bytes)).collect();
+        let text = format!(
+            "client: {statuses:?} closed={} trailing={}\nbackend: {backend:#?}\n",
+            saw.eof,
+            saw.trailing.len()
+        );
+        let text = text.replace(&env.portero.port().to_string(), "{portero_port}");
+        let text = text.replace(&env.backend.port().to_string(), "{backend_port}");
+        let _ = std::fs::create_dir_all(&dir);
+        let file = std::path::Path::new(&dir).join(format!("{}.{}", c.group, c.name));
+        let _ = std::fs::write(file, text);
+    }
+
     let complete: Vec<&Received> = got.iter().filter(|r| r.complete).collect();
     match &c.backend {
         Backend::Nothing => {

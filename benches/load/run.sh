@@ -10,6 +10,7 @@
 #   --scenarios LIST        comma list of: proxy,static,tls          (env BENCH_SCENARIOS, default proxy,static)
 #   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS);
 #                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change),
+#                           portero-fast (PORTERO_BIN with PORTERO_FAST_H1=1: the fast HTTP/1 path prototype),
 #                           nginx-log and portero-log (as nginx and portero, with their access log on, to a
 #                           file in the run's temp dir; nginx and portero run with it off)
 #   --tls-peers LIST        tls peers: nginx,portero; opt-in: portero-base   (env BENCH_TLS_PEERS)
@@ -30,7 +31,8 @@
 #                           `nice -n 19` work in another session still takes half a core; -19 here makes it yield.
 #                           Negative values need root.
 #   -h, --help
-# Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, BENCH_CONNS (64),
+# Other env: PORTERO_BIN (default target/release/portero), PORTERO_BASE_BIN, PORTERO_ARGS (added to
+#   every portero peer's command line in the proxy scenario, e.g. "--access-log off"), BENCH_CONNS (64),
 #   BENCH_WARMUP (s, default 2), BENCH_SERVER_CPU (0), BENCH_CLIENT_CPU (1),
 #   BENCH_REQUIRE_PORTERO=1 (exit non-zero if portero rows are skipped),
 #   BENCH_KEEP_WORK=1 (keep the temp dir with generated configs and files),
@@ -57,7 +59,7 @@ ENV_DESC="" # the BENCH_* / PORTERO_BIN settings given in the environment, for t
 for v in BENCH_QUICK BENCH_SCENARIOS BENCH_PEERS BENCH_STATIC_PEERS BENCH_ROUNDS BENCH_STATIC_ROUNDS BENCH_DURATION \
     BENCH_C1_DURATION BENCH_STATIC_DURATION BENCH_WARMUP BENCH_CONNS BENCH_SERVER_CPU BENCH_CLIENT_CPU \
     BENCH_NOISE_PCT BENCH_RETRIES BENCH_RETRY_BUDGET BENCH_WAIT_QUIET PORTERO_BIN PORTERO_BASE_BIN \
-    BENCH_TLS_PEERS BENCH_TLS_DURATION BENCH_HS_CONNS BENCH_H2_CONNS BENCH_H2_STREAMS TLS_CLIENT_BIN BENCH_AUTOGROUP_NICE; do
+    BENCH_TLS_PEERS BENCH_TLS_DURATION BENCH_HS_CONNS BENCH_H2_CONNS BENCH_H2_STREAMS TLS_CLIENT_BIN BENCH_AUTOGROUP_NICE PORTERO_ARGS; do
     [[ -z ${!v:-} ]] || ENV_DESC+="$v=${!v} "
 done
 
@@ -136,7 +138,7 @@ IFS=, read -r -a PROXY_PEER_LIST <<<"$PROXY_PEERS"
 IFS=, read -r -a STATIC_PEER_LIST <<<"$STATIC_PEERS"
 IFS=, read -r -a TLS_PEER_LIST <<<"$TLS_PEERS"
 for s in "${SCENARIO_LIST[@]}"; do [[ " $KNOWN_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $KNOWN_SCENARIOS)"; done
-for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx nginx-log haproxy caddy hpm portero portero-log portero-base " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx nginx-log haproxy caddy hpm portero portero-log portero-base portero-fast " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
 for p in "${TLS_PEER_LIST[@]}"; do [[ " nginx portero portero-base " == *" $p "* ]] || die "unknown tls peer '$p'"; done
 for p in "${STATIC_PEER_LIST[@]}"; do [[ " nginx nginx-ofc caddy portero portero-staging express " == *" $p "* ]] || die "unknown static peer '$p'"; done
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
@@ -354,20 +356,23 @@ start_peer() {
             start_server "$name" "$logf" env NODE_ENV=production node "$HERE/node/hpm.js" --port "$PEER_PORT" \
                 --target "http://127.0.0.1:${UPSTREAM_PORT:-1}" "${static_args[@]}"
             ;;
-        portero | portero-log | portero-staging | portero-base | portero-tls | portero-base-tls)
+        portero | portero-log | portero-staging | portero-base | portero-fast | portero-tls | portero-base-tls)
             # The access log is off except for portero-log (it goes to a file in the run's temp dir).
             # A base binary older than --access-log gets no such flag (it logged access at info,
             # which --log-level warn silences).
-            local args=() bin=$PORTERO_BIN
+            local args=() bin=$PORTERO_BIN fast=0
             [[ $kind == portero-staging ]] && args=(-c "$HERE/conf/portero-staging.toml")
             [[ $kind == portero-base* ]] && bin=$PORTERO_BASE_BIN
+            [[ $kind == portero-fast ]] && fast=1
             if [[ $kind == portero-log ]]; then
                 args+=(--access-log "$dir/portero-access.log")
             elif "$bin" --help 2>/dev/null | grep -q -- '--access-log'; then
                 args+=(--access-log off)
             fi
+            # shellcheck disable=SC2206 # PORTERO_ARGS is a word list
+            [[ $kind != portero-staging && -n ${PORTERO_ARGS:-} ]] && args+=(${PORTERO_ARGS})
             [[ $kind != *-tls ]] || args+=(--tls-listen "127.0.0.1:$PEER_TLS_PORT" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
-            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${args[@]}" --listen "127.0.0.1:$PEER_PORT" \
+            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 PORTERO_FAST_H1=$fast "$bin" "${args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
             [[ $kind != *-tls ]] || regex='listening on https://127\.0\.0\.1:[0-9]+'
@@ -575,6 +580,9 @@ scenario_proxy() {
             portero-base)
                 [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
                 start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
+                ;;
+            portero-fast)
+                start_peer portero-fast portero-fast-proxy || { peer_failed portero-fast proxy "did not start"; continue; }
                 ;;
         esac
         started+=("$PEER_PID")

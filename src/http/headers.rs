@@ -47,6 +47,17 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a field named `name` is hop-by-hop by definition (`Connection`
+/// or the fixed list [`strip_hop_by_hop`] removes), by its bytes: what the
+/// fast HTTP/1 path asks of a response head to know these rules would only
+/// drop such fields.
+pub(crate) fn is_hop_by_hop_name(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"connection")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
 /// The comma-separated tokens of every `name` header, trimmed (RFC 9110
 /// §5.6.1 lists); values that are not text name nothing.
 pub(crate) fn tokens(headers: &HeaderMap, name: HeaderName) -> impl Iterator<Item = &str> {

@@ -4,6 +4,7 @@
 pub(crate) mod body;
 pub(crate) mod error_page;
 pub mod forward;
+pub(crate) mod h1;
 pub(crate) mod headers;
 pub(crate) mod request_rules;
 pub(crate) mod reserved;

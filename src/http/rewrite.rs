@@ -81,16 +81,25 @@ pub struct Rewrite<'a> {
     pub insecure_cookies: bool,
 }
 
+/// The response fields [`response`] looks at.
+const REWRITTEN: [header::HeaderName; 4] = [
+    header::LOCATION,
+    header::CONTENT_LOCATION,
+    header::REFRESH,
+    header::SET_COOKIE,
+];
+
 /// Whether `response` has anything to look at.
 pub fn applies(headers: &HeaderMap) -> bool {
-    [
-        header::LOCATION,
-        header::CONTENT_LOCATION,
-        header::REFRESH,
-        header::SET_COOKIE,
-    ]
-    .iter()
-    .any(|h| headers.contains_key(h))
+    REWRITTEN.iter().any(|h| headers.contains_key(h))
+}
+
+/// Whether a field named `name` (its bytes, any case) is one [`response`]
+/// may rewrite.
+pub(crate) fn is_rewritten_name(name: &[u8]) -> bool {
+    REWRITTEN
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h.as_str().as_bytes()))
 }
 
 pub fn response(headers: &mut HeaderMap, rw: &Rewrite<'_>) {

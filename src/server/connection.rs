@@ -52,6 +52,8 @@ pub(super) struct Builders {
     pub tls_handshake_timeout: Duration,
     pub http2_idle_timeout: Duration,
     pub send_timeout: Duration,
+    /// HTTP/1 connections start on the fast path (`PORTERO_FAST_H1=1`).
+    pub fast_h1: bool,
 }
 
 impl Builders {
@@ -80,6 +82,7 @@ impl Builders {
             tls_handshake_timeout: cfg.tls_handshake_timeout,
             http2_idle_timeout: cfg.http2_idle_timeout,
             send_timeout: cfg.send_timeout,
+            fast_h1: cfg.keep_alive && super::fast_h1::enabled(),
         }
     }
 }
@@ -248,6 +251,8 @@ async fn serve_tls(
     let io = ClientIo::new(stream, prefix.bytes(), builders.send_timeout);
     if h2 {
         serve_h2(io, conn, shared, &builders, watcher).await
+    } else if builders.fast_h1 {
+        super::fast_h1::serve(io, conn, shared, &builders, watcher).await
     } else {
         serve_h1(io, conn, shared, &builders, watcher).await
     }
@@ -274,6 +279,8 @@ async fn serve_plain(
     let io = ClientIo::new(stream, prefix.bytes(), builders.send_timeout);
     if prefix.is_h2() {
         serve_h2(io, conn, shared, &builders, watcher).await
+    } else if builders.fast_h1 {
+        super::fast_h1::serve(io, conn, shared, &builders, watcher).await
     } else {
         serve_h1(io, conn, shared, &builders, watcher).await
     }
@@ -335,7 +342,7 @@ async fn first_bytes<S: AsyncRead + Unpin>(
     }
 }
 
-async fn serve_h1<S>(
+pub(super) async fn serve_h1<S>(
     io: ClientIo<S>,
     conn: Arc<Conn>,
     shared: Arc<Shared>,

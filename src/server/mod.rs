@@ -5,6 +5,7 @@
 //! core, each serving its own `SO_REUSEPORT` listeners over the same state.
 
 mod connection;
+mod fast_h1;
 mod launch;
 mod reload;
 

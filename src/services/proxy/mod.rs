@@ -61,24 +61,33 @@ pub(crate) struct Via<'a> {
     pub request_bytes: &'a Counter,
 }
 
-/// Forwards `req` to the upstream behind `via` and streams the answer back;
-/// an upgrade the route allows becomes a tunnel.
-pub(crate) async fn forward(
-    mut req: Request<Incoming>,
+/// A request head made ready for the upstream.
+pub(crate) struct Prepared {
+    /// The `Host` the upstream was sent.
+    pub upstream_host: String,
+    /// The WebSocket upgrade the route allows, if one was asked for.
+    pub upgrade: Option<HeaderValue>,
+}
+
+/// Everything done to a request head before it goes upstream, on every
+/// path (hyper's and the fast HTTP/1 one): the route's body limit against
+/// `Content-Length`, the target rewritten for the upstream, HTTP/1.1, and
+/// the forwarding header rules ([`forward::prepare`]).
+pub(crate) fn prepare<B>(
+    req: &mut Request<B>,
     ctx: &Ctx<'_>,
-    via: Via<'_>,
-) -> Result<Response<Body>, Error> {
-    let pool = via.pool;
-    let up = &pool.upstream;
+    rules: &Rules,
+    up: &Upstream,
+) -> Result<Prepared, Error> {
     let route = ctx.route;
 
     // Only WebSocket upgrades are tunnelled. Any other protocol (h2c above
     // all: a tunnel would skip routes, tenant rules, limits and forwarding
     // headers) goes on as a plain request: `Upgrade` is hop-by-hop and
     // stripped below, with the `Connection` token naming it.
-    let upgrade = tunnel::requested(&req, &route.upgrades);
+    let upgrade = tunnel::requested(req, &route.upgrades);
 
-    if let (Some(limit), Some(len)) = (route.body_limit, content_length(&req)) {
+    if let (Some(limit), Some(len)) = (route.body_limit, content_length(req)) {
         if len > limit {
             return Err(Error::PayloadTooLarge {
                 route: route.label(),
@@ -90,7 +99,7 @@ pub(crate) async fn forward(
     *req.uri_mut() = upstream_uri(ctx, up, req.uri())?;
     *req.version_mut() = http::Version::HTTP_11;
     let upstream_host = upstream_host(ctx, up);
-    let tenant_header = via.rules.tenant_header.as_ref();
+    let tenant_header = rules.tenant_header.as_ref();
     let client_port = ctx.host.port.unwrap_or(ctx.conn.local.port());
     let port_value = if client_port == ctx.conn.local.port() {
         ctx.conn.local_port.clone()
@@ -105,12 +114,32 @@ pub(crate) async fn forward(
         upstream_host: &upstream_host,
         peer: ctx.conn.peer.ip(),
         peer_value: &ctx.conn.peer_ip,
-        trusted_peer: via.rules.is_trusted(ctx.conn.peer.ip()),
+        trusted_peer: rules.is_trusted(ctx.conn.peer.ip()),
         tenant: tenant_header.zip(ctx.tenant.tenant.as_deref()),
         tenant_header,
-        underscores: via.rules.underscores,
+        underscores: rules.underscores,
     };
     forward::prepare(req.headers_mut(), &f, upgrade.clone());
+    Ok(Prepared {
+        upstream_host,
+        upgrade,
+    })
+}
+
+/// Forwards `req` to the upstream behind `via` and streams the answer back;
+/// an upgrade the route allows becomes a tunnel.
+pub(crate) async fn forward(
+    mut req: Request<Incoming>,
+    ctx: &Ctx<'_>,
+    via: Via<'_>,
+) -> Result<Response<Body>, Error> {
+    let pool = via.pool;
+    let up = &pool.upstream;
+    let route = ctx.route;
+    let Prepared {
+        upstream_host,
+        upgrade,
+    } = prepare(&mut req, ctx, via.rules, up)?;
 
     if let Some(proto) = upgrade {
         return tunnel::open(req, ctx, pool, via.tunnels, &upstream_host, proto).await;

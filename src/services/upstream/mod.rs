@@ -8,13 +8,13 @@ mod pool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::Response;
+use http::{HeaderMap, Response};
 use hyper::body::Incoming;
 
 use self::body::PooledBody;
 pub(crate) use self::body::{RequestBody, RequestBodyTimeout, Reuse, Seen};
-use self::pool::Got;
-pub(crate) use self::pool::{Conn, ConnectError, Pool, set_worker};
+pub(crate) use self::pool::{Conn, ConnectError, Pool, RawConn, set_worker};
+use self::pool::{Got, GotRaw};
 use super::Ctx;
 use prometheus_client::metrics::gauge::Gauge;
 
@@ -55,28 +55,52 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 pub(crate) async fn obtain(pool: &Pool, upgrades: bool) -> Result<(Conn, bool), Error> {
     match pool.acquire(!upgrades).await {
         Some(Got::Pooled(conn)) => Ok((conn, true)),
-        Some(Got::Permit(permit)) => Ok((connect_waiting(pool, upgrades, permit).await?, false)),
-        None => Err(Error::UpstreamBusy {
-            upstream: UpstreamId::of(&pool.upstream),
-            max: pool.upstream.max_connections,
-        }),
+        Some(Got::Permit(permit)) => {
+            let conn = connect_waiting(pool, permit, |p| pool.connect(upgrades, p)).await?;
+            Ok((conn, false))
+        }
+        None => Err(busy(pool)),
+    }
+}
+
+/// [`obtain`] for the fast HTTP/1 path: a raw connection, pooled or new,
+/// with the same cap, wait and hold.
+pub(crate) async fn obtain_raw(pool: &Pool) -> Result<(RawConn, bool), Error> {
+    match pool.acquire_raw().await {
+        Some(GotRaw::Pooled(conn)) => Ok((conn, true)),
+        Some(GotRaw::Permit(permit)) => {
+            let conn = connect_waiting(pool, permit, |p| pool.connect_raw(p)).await?;
+            Ok((conn, false))
+        }
+        None => Err(busy(pool)),
+    }
+}
+
+fn busy(pool: &Pool) -> Error {
+    Error::UpstreamBusy {
+        upstream: UpstreamId::of(&pool.upstream),
+        max: pool.upstream.max_connections,
     }
 }
 
 /// A new connection to the pool's upstream, holding on while the upstream
 /// refuses connections (it is restarting) for up to its `wait_for`.
-async fn connect_waiting(
-    pool: &Pool,
-    upgrades: bool,
+async fn connect_waiting<'p, T, F, Fut>(
+    pool: &'p Pool,
     permit: tokio::sync::OwnedSemaphorePermit,
-) -> Result<Conn, Error> {
+    connect: F,
+) -> Result<T, Error>
+where
+    F: Fn(tokio::sync::OwnedSemaphorePermit) -> Fut,
+    Fut: Future<Output = Result<T, (ConnectError, tokio::sync::OwnedSemaphorePermit)>> + 'p,
+{
     let up = &pool.upstream;
     let started = Instant::now();
     let mut backoff = Duration::from_millis(50);
     let mut held: Option<Held<'_>> = None;
     let mut permit = permit;
     loop {
-        let e = match pool.connect(upgrades, permit).await {
+        let e = match connect(permit).await {
             Ok(c) => return Ok(c),
             Err((e, back)) => {
                 permit = back;
@@ -135,12 +159,24 @@ pub(crate) fn finish_response(
     ctx: &Ctx<'_>,
     upstream_host: &str,
 ) -> Response<Body> {
-    let up = &*pool.upstream;
     let (mut parts, body) = resp.into_parts();
-    crate::http::headers::strip_hop_by_hop(&mut parts.headers);
+    response_headers(&mut parts.headers, ctx, &pool.upstream, upstream_host);
+    let body = boxed(PooledBody::new(body, conn, pool.clone(), reuse));
+    Response::from_parts(parts, body)
+}
+
+/// The response header rules, on every path: hop-by-hop headers stripped,
+/// the upstream's self-references rewritten to the client's address.
+pub(crate) fn response_headers(
+    headers: &mut HeaderMap,
+    ctx: &Ctx<'_>,
+    up: &Upstream,
+    upstream_host: &str,
+) {
+    crate::http::headers::strip_hop_by_hop(headers);
     // Most responses carry none of the rewritten headers: skip building
     // the rewrite for them.
-    if rewrite::applies(&parts.headers) {
+    if rewrite::applies(headers) {
         let client_origin = format!("{}://{}", ctx.conn.scheme(), ctx.host.with_port());
         // The name the upstream was sent, without a port (Preserve and
         // Upstream host modes carry one).
@@ -148,7 +184,7 @@ pub(crate) fn finish_response(
             .map(|h| h.name.to_string())
             .unwrap_or_else(|_| upstream_host.to_string());
         rewrite::response(
-            &mut parts.headers,
+            headers,
             &rewrite::Rewrite {
                 client_origin: &client_origin,
                 client_host: ctx.host.name.as_str(),
@@ -159,8 +195,6 @@ pub(crate) fn finish_response(
             },
         );
     }
-    let body = boxed(PooledBody::new(body, conn, pool.clone(), reuse));
-    Response::from_parts(parts, body)
 }
 
 /// TLS settings for an https upstream; `None` for http. A broken TLS

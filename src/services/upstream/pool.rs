@@ -86,6 +86,32 @@ impl Drop for Conn {
     }
 }
 
+/// A plain TCP connection to the upstream for the fast HTTP/1 path: no
+/// connection task, the client connection's task reads and writes it. It
+/// carries a permit of its worker's `max_connections`, as [`Conn`] does.
+pub(crate) struct RawConn {
+    pub(crate) stream: TcpStream,
+    permit: OwnedSemaphorePermit,
+}
+
+impl RawConn {
+    /// Whether the upstream may still be sending or have closed: an idle
+    /// connection the upstream wrote to (or closed) is not reused. Asks the
+    /// runtime's readiness first, so a quiet connection costs no syscall.
+    fn is_quiet(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            std::task::Poll::Pending => true,
+            std::task::Poll::Ready(Err(_)) => false,
+            // Readiness can be stale (the last read filled the buffer
+            // exactly): the socket says.
+            std::task::Poll::Ready(Ok(())) => {
+                matches!(self.stream.try_read(&mut [0u8; 1]), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
 /// Why a connection to the upstream could not be made.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
@@ -119,9 +145,16 @@ struct Idle {
     since: Instant,
 }
 
+struct RawIdle {
+    conn: RawConn,
+    since: Instant,
+}
+
 /// One worker's share of a pool.
 struct Slot {
     idle: Mutex<VecDeque<Idle>>,
+    /// Idle connections of the fast HTTP/1 path.
+    raw: Mutex<VecDeque<RawIdle>>,
     /// `max_connections` permits, one held by each open connection.
     permits: Arc<Semaphore>,
     /// Wakes a request waiting at the cap when a connection is checked in.
@@ -131,6 +164,12 @@ struct Slot {
 /// What a request may use: a pooled connection, or a permit for a new one.
 pub(crate) enum Got {
     Pooled(Conn),
+    Permit(OwnedSemaphorePermit),
+}
+
+/// The same for the fast HTTP/1 path.
+pub(crate) enum GotRaw {
+    Pooled(RawConn),
     Permit(OwnedSemaphorePermit),
 }
 
@@ -179,6 +218,7 @@ impl Pool {
             slots: (0..workers.max(1))
                 .map(|_| Slot {
                     idle: Mutex::default(),
+                    raw: Mutex::default(),
                     permits: Arc::new(Semaphore::new(max)),
                     returned: Notify::new(),
                 })
@@ -216,6 +256,11 @@ impl Pool {
                 if let Some(idle) = oldest {
                     return Some(Got::Permit(idle.conn.into_permit()));
                 }
+            }
+            // An idle connection of the fast path gives up its place.
+            let raw = slot.raw_lock().pop_front();
+            if let Some(idle) = raw {
+                return Some(Got::Permit(idle.conn.permit));
             }
             let deadline = *deadline
                 .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
@@ -281,15 +326,90 @@ impl Pool {
     }
 
     /// Connections open now (tunnels included) and how many of them are
-    /// idle, all workers together.
+    /// idle (hyper's and the fast path's), all workers together.
     pub(crate) fn connections(&self) -> (usize, usize) {
         let max = self.upstream.max_connections;
         self.slots.iter().fold((0, 0), |(open, idle), slot| {
             (
                 open + max.saturating_sub(slot.permits.available_permits()),
-                idle + slot.lock().len(),
+                idle + slot.lock().len() + slot.raw_lock().len(),
             )
         })
+    }
+
+    /// Whether the fast HTTP/1 path can use this upstream (plain HTTP).
+    pub(crate) fn raw_capable(&self) -> bool {
+        matches!(self.tls, Ok(None))
+    }
+
+    /// [`Pool::acquire`] for the fast path: the most recently used idle raw
+    /// connection that is still quiet, or a permit for a new one, waiting at
+    /// the cap as `acquire` does (an idle hyper connection gives up its
+    /// place first).
+    pub(crate) async fn acquire_raw(&self) -> Option<GotRaw> {
+        let slot = self.mine();
+        let mut deadline = None;
+        loop {
+            if let Some(conn) = self.checkout_raw() {
+                return Some(GotRaw::Pooled(conn));
+            }
+            if let Ok(permit) = slot.permits.clone().try_acquire_owned() {
+                return Some(GotRaw::Permit(permit));
+            }
+            let oldest = slot.lock().pop_front();
+            if let Some(idle) = oldest {
+                return Some(GotRaw::Permit(idle.conn.into_permit()));
+            }
+            let deadline = *deadline
+                .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
+            tokio::select! {
+                permit = slot.permits.clone().acquire_owned() => {
+                    return permit.ok().map(GotRaw::Permit);
+                }
+                () = slot.returned.notified() => {}
+                () = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
+    }
+
+    fn checkout_raw(&self) -> Option<RawConn> {
+        let slot = self.mine();
+        loop {
+            let idle = slot.raw_lock().pop_back()?;
+            if idle.since.elapsed() <= IDLE_TIMEOUT && idle.conn.is_quiet() {
+                return Some(idle.conn);
+            }
+        }
+    }
+
+    /// Returns a raw connection whose exchange completed (request sent in
+    /// full, response read to its end, nothing more received).
+    pub(crate) fn checkin_raw(&self, conn: RawConn) {
+        let slot = self.mine();
+        let evicted = {
+            let mut idle = slot.raw_lock();
+            let evicted = (idle.len() >= MAX_IDLE).then(|| idle.pop_front());
+            idle.push_back(RawIdle {
+                conn,
+                since: Instant::now(),
+            });
+            evicted
+        };
+        drop(evicted);
+        if slot.permits.available_permits() == 0 {
+            slot.returned.notify_one();
+        }
+    }
+
+    /// A new raw connection, counted by `permit` (handed back on failure).
+    pub(crate) async fn connect_raw(
+        &self,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<RawConn, (ConnectError, OwnedSemaphorePermit)> {
+        match self.tcp().await {
+            Ok(stream) => Ok(RawConn { stream, permit }),
+            Err(e) => Err((e, permit)),
+        }
     }
 
     /// Closes idle connections older than the idle timeout (or closed by
@@ -313,6 +433,17 @@ impl Pool {
                 idle.drain(..keep).collect()
             };
             drop(expired);
+            // Raw connections have no task that would see the upstream
+            // close them: the sweep looks.
+            let expired: VecDeque<RawIdle> = {
+                let mut idle = slot.raw_lock();
+                let (keep, gone) = std::mem::take(&mut *idle)
+                    .into_iter()
+                    .partition(|i| i.since.elapsed() <= age && i.conn.is_quiet());
+                *idle = keep;
+                gone
+            };
+            drop(expired);
         }
     }
 
@@ -334,12 +465,8 @@ impl Pool {
         }
     }
 
-    async fn open(&self, upgrades: bool) -> Result<(Sender, AbortHandle), ConnectError> {
+    async fn tcp(&self) -> Result<TcpStream, ConnectError> {
         let up = &self.upstream;
-        let tls = self
-            .tls
-            .as_ref()
-            .map_err(|e| ConnectError::TlsSetup(e.clone()))?;
         let addr = (up.url.host().to_string(), up.url.port());
         let tcp = match tokio::time::timeout(up.connect_timeout, TcpStream::connect(addr)).await {
             Err(_) => return Err(ConnectError::Timeout(up.connect_timeout)),
@@ -347,6 +474,16 @@ impl Pool {
             Ok(Ok(s)) => s,
         };
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    async fn open(&self, upgrades: bool) -> Result<(Sender, AbortHandle), ConnectError> {
+        let up = &self.upstream;
+        let tls = self
+            .tls
+            .as_ref()
+            .map_err(|e| ConnectError::TlsSetup(e.clone()))?;
+        let tcp = self.tcp().await?;
         match tls {
             None => handshake(TokioIo::new(tcp), upgrades).await,
             Some(tls) => {
@@ -365,6 +502,10 @@ impl Pool {
 impl Slot {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         self.idle.lock().expect("pool lock is never poisoned")
+    }
+
+    fn raw_lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RawIdle>> {
+        self.raw.lock().expect("pool lock is never poisoned")
     }
 }
 
