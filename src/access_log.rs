@@ -154,6 +154,12 @@ impl Entry {
         self.error = Some((err.to_string(), err.fault().as_str()));
     }
 
+    /// Where the response body's first bytes are copied, while body
+    /// capture is on.
+    pub(crate) fn response_tap(&self) -> Option<&Tap> {
+        self.headers.as_ref()?.response_body.as_ref()
+    }
+
     /// Keeps the response's headers for the inspector (when it is on).
     pub(crate) fn response_headers(&mut self, headers: &http::HeaderMap) {
         if let Some(h) = &mut self.headers {
@@ -169,6 +175,11 @@ impl Entry {
 
     /// Counts the request, writes its line and hands it to the inspector.
     fn finish(&mut self, bytes: u64, complete: bool) {
+        if complete {
+            if let Some(tap) = self.headers.as_ref().and_then(|h| h.response_body.as_ref()) {
+                tap.end();
+            }
+        }
         let took = self.start.elapsed();
         let unrouted = match self.route {
             RouteLabel::Fixed(label) => label,
@@ -383,11 +394,6 @@ impl LoggedBody {
 
     fn finish(&mut self, complete: bool) {
         if let Some(mut e) = self.entry.take() {
-            if let Some(tap) = e.headers.as_ref().and_then(|h| h.response_body.as_ref()) {
-                if complete {
-                    tap.end();
-                }
-            }
             e.finish(self.bytes, complete);
         }
     }

@@ -145,6 +145,10 @@ struct ConfigFlags {
     /// Private key (PEM) for the TLS listener.
     #[arg(long, value_name = "PEM")]
     tls_key: Option<PathBuf>,
+    /// HTTP/1 path: fast (portero's own for proxied requests of the common
+    /// shape, hyper for the rest) or hyper (hyper for everything) [default: fast].
+    #[arg(long, value_name = "fast|hyper")]
+    http1: Option<String>,
 }
 
 #[derive(Args)]
@@ -171,6 +175,7 @@ impl ConfigFlags {
             tls_listen: self.tls_listen.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            http1: self.http1.clone(),
         }
     }
 
@@ -187,6 +192,7 @@ impl ConfigFlags {
             tls_listen: self.tls_listen.clone().or_else(|| other.tls_listen.clone()),
             tls_cert: self.tls_cert.clone().or_else(|| other.tls_cert.clone()),
             tls_key: self.tls_key.clone().or_else(|| other.tls_key.clone()),
+            http1: self.http1.clone().or_else(|| other.http1.clone()),
         }
     }
 }

@@ -439,7 +439,7 @@ async fn run_case(c: &Case, static_root: &Path) -> Result<(), String> {
     }
 
     // `HARDENING_DUMP=dir`: what each case saw, one file per case, to diff
-    // two runs (the fast HTTP/1 path against hyper's: `PORTERO_FAST_H1=1`).
+    // two runs (the fast HTTP/1 path against hyper's: `PORTERO_TEST_HTTP1=hyper`).
     if let Some(dir) = std::env::var_os("HARDENING_DUMP") {
         let statuses: Vec<String> = saw
             .responses

@@ -68,6 +68,7 @@ pub(super) struct RawServer {
     pub http2_prior_knowledge: Option<bool>,
     pub reuse_port: Option<bool>,
     pub runtime: Option<Spanned<String>>,
+    pub http1: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<Scalar>>,
     pub shutdown_delay: Option<Spanned<Scalar>>,
     pub trusted_proxies: Option<Vec<Spanned<String>>>,

@@ -117,6 +117,31 @@ pub enum RuntimeMode {
     Threads,
 }
 
+/// How HTTP/1 connections are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Mode {
+    /// portero's own HTTP/1 path for proxied requests of the common shape
+    /// (heads on `httparse`, raw pooled upstream sockets), hyper for
+    /// everything else on the connection from the first request that is
+    /// not.
+    Fast,
+    /// hyper's HTTP/1 server for every connection.
+    Hyper,
+}
+
+impl Http1Mode {
+    /// From the config key or the `--http1` flag.
+    pub fn parse(s: &str) -> Result<Http1Mode, String> {
+        match s {
+            "fast" => Ok(Http1Mode::Fast),
+            "hyper" => Ok(Http1Mode::Hyper),
+            other => Err(format!(
+                "unknown HTTP/1 path {other:?} (known: fast, hyper)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
@@ -140,6 +165,7 @@ pub struct ServerConfig {
     /// one port and the kernel spreads connections across them.
     pub reuse_port: bool,
     pub runtime: RuntimeMode,
+    pub http1: Http1Mode,
     pub shutdown_timeout: Duration,
     /// On SIGTERM, how long portero reports not-ready while it keeps
     /// serving, before it stops accepting: the orchestrator's time to stop

@@ -22,6 +22,8 @@ pub struct Overrides {
     pub tls_listen: Option<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `fast` or `hyper`.
+    pub http1: Option<String>,
 }
 
 impl Overrides {
@@ -32,6 +34,12 @@ impl Overrides {
             match parse_addr(l) {
                 Ok(a) => cfg.server.listen = vec![a],
                 Err(m) => flag_err("--listen", m),
+            }
+        }
+        if let Some(m) = &self.http1 {
+            match super::Http1Mode::parse(m) {
+                Ok(m) => cfg.server.http1 = m,
+                Err(m) => flag_err("--http1", m),
             }
         }
         if let Some(b) = &self.backend {

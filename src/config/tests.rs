@@ -220,6 +220,7 @@ fn meaning_is_checked() {
 profile = "prod"
 [server]
 runtime = "green-threads"
+http1 = "h1"
 [upstreams.backend]
 url = "127.0.0.1:8000"
 [upstreams.other]
@@ -245,6 +246,7 @@ header = "X Tenant"
     let want = [
         "profile: unknown profile",
         "server.runtime: unknown runtime \"green-threads\" (known: per-core, threads)",
+        "server.http1: unknown HTTP/1 path \"h1\" (known: fast, hyper)",
         "upstreams.backend.url: \"127.0.0.1:8000\" has no scheme",
         "upstreams.other: missing `url`",
         "routes[0]: several targets",

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::access_log::LoggedBody;
-use crate::config::ServerConfig;
+use crate::config::{Http1Mode, ServerConfig};
 use crate::conn::{ClientIo, Conn, PREFIX_MAX, Transport};
 use crate::dispatch;
 use crate::http::body::BoxError;
@@ -52,7 +52,8 @@ pub(super) struct Builders {
     pub tls_handshake_timeout: Duration,
     pub http2_idle_timeout: Duration,
     pub send_timeout: Duration,
-    /// HTTP/1 connections start on the fast path (`PORTERO_FAST_H1=1`).
+    /// HTTP/1 connections start on the fast path (`[server] http1 =
+    /// "fast"`, with keep-alive on: the fast path only keeps connections).
     pub fast_h1: bool,
 }
 
@@ -82,7 +83,7 @@ impl Builders {
             tls_handshake_timeout: cfg.tls_handshake_timeout,
             http2_idle_timeout: cfg.http2_idle_timeout,
             send_timeout: cfg.send_timeout,
-            fast_h1: cfg.keep_alive && super::fast_h1::enabled(),
+            fast_h1: cfg.keep_alive && cfg.http1 == Http1Mode::Fast,
         }
     }
 }

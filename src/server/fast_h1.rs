@@ -1,29 +1,28 @@
-//! The fast HTTP/1 path (a prototype, off unless `PORTERO_FAST_H1=1` is in
-//! the environment when portero starts): a proxied HTTP/1.1 exchange of the
-//! common shape served without hyper. Request heads are parsed with
-//! `httparse` from a per-connection buffer (`http::h1`), decided by the
-//! same code as on hyper's path (`dispatch::route_head`,
-//! `proxy::prepare`, `upstream::response_headers`: the header rules exist
-//! once), sent on a raw pooled upstream socket that this task reads and
-//! writes itself, and the response head and body are written back straight
-//! from the upstream's read buffer.
+//! The fast HTTP/1 path (`[server] http1 = "fast"`, the default): a
+//! proxied HTTP/1.1 exchange of the common shape served without hyper.
+//! Request heads are parsed with `httparse` from a per-connection buffer
+//! (`http::h1`), decided by the same code as on hyper's path
+//! (`dispatch::route_head`, `proxy::prepare`, `upstream::response_headers`:
+//! the header rules exist once), sent on a raw pooled upstream socket that
+//! this task reads and writes itself, and the response head and body are
+//! written back straight from the upstream's read buffer.
 //!
-//! Whatever is not the common shape (see [`h1::parse_request`]) or not a
-//! plain-HTTP proxy route, and every request-side refusal, is handed to
-//! hyper with the bytes read so far replayed ([`ClientIo::replaying`]):
-//! from then on hyper serves the connection, so every odd case is judged
-//! by one parser and answered by one dispatch.
+//! Whatever is not the common shape (see [`h1::parse_request`]), not a
+//! plain-HTTP proxy route, a request whose body has not arrived whole with
+//! its head (an upload: hyper streams it, both ways at once), and every
+//! request-side refusal, is handed to hyper with the bytes read so far
+//! replayed ([`ClientIo::replaying`]): from then on hyper serves the
+//! connection, so every odd case is judged by one parser and answered by
+//! one dispatch.
 //!
 //! Kept from hyper's path: `header_read_timeout` for each head and between
 //! requests, `send_timeout` (through [`ClientIo`]), the upstream's
-//! `response_timeout` (head), `request_body_timeout` and
-//! `body_idle_timeout`, the pool's cap, hold while the upstream restarts,
-//! reuse only after a complete exchange, the access-log entry and metrics,
-//! request bodies by `Content-Length` or chunked (decoded and framed anew,
-//! the route's body limit counted), an upstream answering before the body
-//! is sent (sending stops, the client connection closes after the answer).
-//! Not yet: a response streamed while the request body still uploads (full
-//! duplex), pipelined requests read ahead, HTTPS upstreams (hyper's).
+//! `response_timeout` (head) and `body_idle_timeout`, the pool's cap, hold
+//! while the upstream restarts, reuse only after a complete exchange, the
+//! access-log entry, metrics and the inspector's body capture, request
+//! bodies by `Content-Length` or chunked (decoded and framed anew).
+//! Not here: pipelined requests are served in order without reading ahead;
+//! HTTPS upstreams are hyper's.
 
 use std::sync::Arc;
 
@@ -32,6 +31,7 @@ use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::server::graceful::Watcher;
+use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -45,6 +45,7 @@ use crate::error::Error;
 use crate::http::body::Body;
 use crate::http::h1::{self, Framing, Parse, RequestBody};
 use crate::http::headers::Accepts;
+use crate::inspector::Tap;
 use crate::services::Ctx;
 use crate::services::proxy;
 use crate::services::upstream::{self, Pool};
@@ -57,11 +58,6 @@ const READ_CHUNK: usize = 8 * 1024;
 const MAX_HEAD: usize = 64 * 1024;
 /// Response body gathered before it is written to the client.
 const FLUSH_AT: usize = 16 * 1024;
-
-/// Whether the fast path is on: `PORTERO_FAST_H1=1` when portero starts.
-pub(super) fn enabled() -> bool {
-    std::env::var_os("PORTERO_FAST_H1").is_some_and(|v| v == "1")
-}
 
 /// An experiment on top (`PORTERO_FAST_H1_RAW=1`): a response head the
 /// rules would leave alone but for its hop-by-hop fields is written
@@ -199,7 +195,12 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     shared: &Arc<Shared>,
 ) -> Served {
     let h1::RequestHead { mut req, raw, body } = head;
-    let mut entry = Entry::new(&req, conn, shared.metrics.clone(), std::time::Instant::now());
+    let mut entry = Entry::new(
+        &req,
+        conn,
+        shared.metrics.clone(),
+        std::time::Instant::now(),
+    );
     let mut hsts = None;
     let routed = match dispatch::route_head(&req, conn, shared, &mut entry, &mut hsts) {
         Ok(Routing::Routed(r)) => r,
@@ -217,7 +218,15 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(p) if p.upgrade.is_none() => p,
         _ => return Served::Other(raw),
     };
+    // Only a body that came in whole with its head is sent from here: one
+    // still arriving (an upload) goes to hyper, which streams it while the
+    // upstream may already answer (full duplex), and a chunked body that is
+    // malformed or over the route's limit is hyper's to refuse.
+    let Some(body_len) = whole_body(&c.rbuf, body, ctx.route.body_limit) else {
+        return Served::Other(raw);
+    };
     drop(raw);
+    let received = c.rbuf.split_to(body_len).freeze();
     if body == RequestBody::Chunked {
         // Framed anew for the upstream (the rules strip the client's).
         req.headers_mut().insert(
@@ -228,10 +237,12 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     let x = Exchange {
         req: &req,
         body,
+        received,
         pool,
         ctx: &ctx,
         upstream_host: &prepared.upstream_host,
         hsts: hsts.as_ref(),
+        request_bytes: &shared.metrics.request_bytes,
         // The inspector keeps the response's header map: then one is built.
         raw_heads: raw_heads() && hsts.is_none() && !shared.metrics.inspector.on(),
     };
@@ -239,28 +250,39 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
     c.req_headers = std::mem::take(req.headers_mut());
     c.req_headers.clear();
     match result {
-        Ok(done) => {
-            entry.end(done.bytes, true);
-            if done.body_read {
-                Served::KeepAlive
-            } else {
-                Served::Close
-            }
+        Ok(bytes) => {
+            entry.end(bytes, true);
+            Served::KeepAlive
         }
         Err(Failed::Answered { bytes }) => {
             entry.end(bytes, false);
             Served::Close
         }
-        Err(Failed::Before { err, body_read }) => {
+        Err(Failed::Before(err)) => {
             let resp = dispatch::error_response(&err, accepts, conn, shared, &mut entry);
             let head = req.method() == Method::HEAD;
             let (bytes, close) = write_page(c, resp, hsts.as_ref(), head, &mut entry).await;
             entry.end(bytes, true);
-            if close || !body_read {
+            if close {
                 Served::Close
             } else {
                 Served::KeepAlive
             }
+        }
+    }
+}
+
+/// How many bytes at the start of `buf` are the request's whole body, or
+/// `None` if it is not all there (or, chunked, is malformed or decodes to
+/// more than `limit`).
+fn whole_body(buf: &[u8], body: RequestBody, limit: Option<u64>) -> Option<usize> {
+    match body {
+        RequestBody::Length(n) => usize::try_from(n).ok().filter(|&n| n <= buf.len()),
+        RequestBody::Chunked => {
+            let mut dec = h1::Chunked::default();
+            let mut total = 0u64;
+            let used = dec.decode(buf, |d| total += d.len() as u64).ok()?;
+            (dec.is_done() && limit.is_none_or(|l| total <= l)).then_some(used)
         }
     }
 }
@@ -287,22 +309,9 @@ async fn fallback<S>(
     serve_h1(io, conn, shared, builders, watcher).await
 }
 
-/// A proxied exchange whose response was written in full.
-struct Done {
-    bytes: u64,
-    /// The request body was read in full: the client connection may carry
-    /// another request.
-    body_read: bool,
-}
-
 enum Failed {
     /// Nothing was written to the client: it gets the error page.
-    Before {
-        err: Error,
-        /// The request body was read in full (the connection's framing is
-        /// intact).
-        body_read: bool,
-    },
+    Before(Error),
     /// The response was under way: the client connection is closed.
     Answered { bytes: u64 },
 }
@@ -311,25 +320,28 @@ enum Failed {
 struct Exchange<'a> {
     req: &'a Request<()>,
     body: RequestBody,
+    /// The request body as received (whole, see [`whole_body`]).
+    received: Bytes,
     pool: &'a Arc<Pool>,
     ctx: &'a Ctx<'a>,
     upstream_host: &'a str,
     hsts: Option<&'a HeaderValue>,
+    request_bytes: &'a Counter,
     /// The response head may be written through ([`raw_heads`]).
     raw_heads: bool,
 }
 
 impl Exchange<'_> {
+    /// The exchange: the response's body bytes written, when whole.
     async fn run<S: AsyncRead + AsyncWrite + Unpin>(
         &self,
         c: &mut Client<S>,
         entry: &mut Entry,
-    ) -> Result<Done, Failed> {
+    ) -> Result<u64, Failed> {
         let up = &*self.pool.upstream;
-        let before = |err, body_read| Failed::Before { err, body_read };
         let (mut upc, _pooled) = upstream::obtain_raw(self.pool)
             .await
-            .map_err(|e| before(e, self.body == RequestBody::Length(0)))?;
+            .map_err(Failed::Before)?;
         let timeout = self
             .ctx
             .route
@@ -338,7 +350,7 @@ impl Exchange<'_> {
         let head_req = self.req.method() == Method::HEAD;
         let upstream = &mut upc.stream;
         let sent = tokio::time::timeout(timeout, async {
-            let body_read = self.send(c, upstream).await?;
+            self.send(c, upstream, entry).await?;
             let spans = self.raw_heads.then_some(&mut c.resp_spans);
             read_response_head(
                 upstream,
@@ -348,16 +360,14 @@ impl Exchange<'_> {
                 spans,
             )
             .await
-            .map(|head| (head, body_read))
-            .map_err(|e| before(Error::upstream_unavailable(up, e), body_read))
         })
         .await;
-        let (resp, body_read) = match sent {
+        let resp = match sent {
             Err(_) => {
                 let what = "waiting for the response headers";
-                return Err(before(Error::upstream_timeout(up, what, timeout), false));
+                return Err(Failed::Before(Error::upstream_timeout(up, what, timeout)));
             }
-            Ok(r) => r?,
+            Ok(r) => r.map_err(|e| Failed::Before(Error::upstream_unavailable(up, e)))?,
         };
 
         let h1::ResponseHead {
@@ -400,11 +410,12 @@ impl Exchange<'_> {
         c.resp_headers = headers;
 
         let idle = up.body_idle_timeout;
+        let tap = entry.response_tap();
         let (bytes, complete) = match framing {
             Framing::Empty => (0, true),
-            Framing::Length(n) => copy_length(c, upstream, n, idle).await,
+            Framing::Length(n) => copy_length(c, upstream, n, idle, tap).await,
             Framing::Chunked | Framing::Close => {
-                copy_chunked(c, upstream, framing == Framing::Close, idle).await
+                copy_chunked(c, upstream, framing == Framing::Close, idle, tap).await
             }
         };
         let wrote = if c.out.is_empty() {
@@ -417,154 +428,51 @@ impl Exchange<'_> {
             return Err(Failed::Answered { bytes });
         }
         // Reused only when the exchange is complete and nothing more came.
-        if keep_alive && body_read && c.up_buf.is_empty() {
+        if keep_alive && c.up_buf.is_empty() {
             self.pool.checkin_raw(upc);
         }
         c.up_buf.clear();
-        Ok(Done { bytes, body_read })
+        Ok(bytes)
     }
 
-    /// Writes the request head and its body (what was read with the head,
-    /// then the rest from the client; a chunked body decoded and framed
-    /// anew, as hyper does). Stops sending when the upstream answers first
-    /// (an early 401 or 413 to an upload): `Ok(false)`, the body was not
-    /// read in full.
-    async fn send<S: AsyncRead + Unpin>(
+    /// Writes the request head and its body (a chunked one decoded and
+    /// framed anew, as hyper does) in one write.
+    async fn send(
         &self,
-        c: &mut Client<S>,
+        c: &mut Client<impl AsyncRead + AsyncWrite + Unpin>,
         upstream: &mut TcpStream,
-    ) -> Result<bool, Failed> {
-        let up = &*self.pool.upstream;
-        let unavailable = |e: std::io::Error, body_read| Failed::Before {
-            err: Error::upstream_unavailable(up, e),
-            body_read,
-        };
+        entry: &Entry,
+    ) -> std::io::Result<()> {
         c.up_out.clear();
         h1::write_request_head(&mut c.up_out, self.req);
-        let (rd, mut wr) = upstream.split();
-        let mut left = match self.body {
-            RequestBody::Length(n) => n,
-            RequestBody::Chunked => return self.send_chunked(c, rd, wr).await,
+        let tap = entry.request_tap();
+        let seen = |d: &[u8]| {
+            self.request_bytes.inc_by(d.len() as u64);
+            if let Some(tap) = &tap {
+                tap.feed(d);
+            }
         };
-        let here = usize::try_from(left)
-            .unwrap_or(usize::MAX)
-            .min(c.rbuf.len());
-        c.up_out.extend_from_slice(&c.rbuf[..here]);
-        c.rbuf.advance(here);
-        left -= here as u64;
-        tokio::select! {
-            biased;
-            _ = rd.readable(), if left > 0 => return Ok(false),
-            w = wr.write_all(&c.up_out) => w.map_err(|e| unavailable(e, left == 0))?,
-        }
-        while left > 0 {
-            if c.rbuf.is_empty() {
-                if !self.more(c, &rd).await? {
-                    return Ok(false);
-                }
-                continue;
+        match self.body {
+            RequestBody::Length(_) => {
+                seen(&self.received);
+                c.up_out.extend_from_slice(&self.received);
             }
-            let here = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(c.rbuf.len());
-            left -= here as u64;
-            let chunk = c.rbuf.split_to(here);
-            tokio::select! {
-                biased;
-                _ = rd.readable() => return Ok(false),
-                w = wr.write_all(&chunk) => w.map_err(|e| unavailable(e, left == 0))?,
-            }
-        }
-        Ok(true)
-    }
-
-    /// A chunked request body: decoded from the client (strictly: a framing
-    /// error is the client's 400), counted against the route's body limit
-    /// (413), and sent on chunked, after the head already in `c.up_out`.
-    async fn send_chunked<S: AsyncRead + Unpin>(
-        &self,
-        c: &mut Client<S>,
-        rd: tokio::net::tcp::ReadHalf<'_>,
-        mut wr: tokio::net::tcp::WriteHalf<'_>,
-    ) -> Result<bool, Failed> {
-        let up = &*self.pool.upstream;
-        let route = self.ctx.route;
-        let mut dec = h1::Chunked::default();
-        let mut total = 0u64;
-        loop {
-            let out = &mut c.up_out;
-            let used = dec
-                .decode(&c.rbuf, |d| {
-                    total += d.len() as u64;
+            RequestBody::Chunked => {
+                let out = &mut c.up_out;
+                let mut dec = h1::Chunked::default();
+                // Decoded once already by `whole_body`.
+                dec.decode(&self.received, |d| {
+                    seen(d);
                     h1::write_chunk(out, d);
                 })
-                .map_err(|_| Failed::Before {
-                    err: Error::BadRequest("the request body is malformed or was cut short"),
-                    body_read: false,
-                })?;
-            c.rbuf.advance(used);
-            if let Some(limit) = route.body_limit.filter(|&l| total > l) {
-                return Err(Failed::Before {
-                    err: Error::PayloadTooLarge {
-                        route: route.label(),
-                        limit,
-                    },
-                    body_read: false,
-                });
-            }
-            let done = dec.is_done();
-            if done {
+                .map_err(std::io::Error::other)?;
                 c.up_out.extend_from_slice(h1::CHUNKED_END);
             }
-            if !c.up_out.is_empty() {
-                tokio::select! {
-                    biased;
-                    _ = rd.readable(), if !done => return Ok(false),
-                    w = wr.write_all(&c.up_out) => w.map_err(|e| Failed::Before {
-                        err: Error::upstream_unavailable(up, e),
-                        body_read: done,
-                    })?,
-                }
-                c.up_out.clear();
-            }
-            if done {
-                return Ok(true);
-            }
-            if !self.more(c, &rd).await? {
-                return Ok(false);
-            }
         }
-    }
-
-    /// Reads more of the request body from the client, within the
-    /// upstream's `request_body_timeout`; `Ok(false)` when the upstream
-    /// answered meanwhile.
-    async fn more<S: AsyncRead + Unpin>(
-        &self,
-        c: &mut Client<S>,
-        rd: &tokio::net::tcp::ReadHalf<'_>,
-    ) -> Result<bool, Failed> {
-        let up = &*self.pool.upstream;
-        c.rbuf.reserve(READ_CHUNK);
-        let read = tokio::time::timeout(up.request_body_timeout, c.io.read_buf(&mut c.rbuf));
-        let read = tokio::select! {
-            biased;
-            _ = rd.readable() => return Ok(false),
-            r = read => r,
-        };
-        let err = match read {
-            Err(_) => Error::RequestTimeout {
-                after: up.request_body_timeout,
-            },
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                Error::BadRequest("the request body is malformed or was cut short")
-            }
-            Ok(Ok(_)) => return Ok(true),
-        };
-        Err(Failed::Before {
-            err,
-            body_read: false,
-        })
+        if let Some(tap) = &tap {
+            tap.end();
+        }
+        upstream.write_all(&c.up_out).await
     }
 }
 
@@ -620,12 +528,16 @@ async fn copy_length<S: AsyncWrite + Unpin>(
     upstream: &mut TcpStream,
     n: u64,
     idle: std::time::Duration,
+    tap: Option<&Tap>,
 ) -> (u64, bool) {
     let mut sent = 0u64;
     loop {
         let here = usize::try_from(n - sent)
             .unwrap_or(usize::MAX)
             .min(c.up_buf.len());
+        if let Some(tap) = tap {
+            tap.feed(&c.up_buf[..here]);
+        }
         c.out.extend_from_slice(&c.up_buf[..here]);
         c.up_buf.advance(here);
         sent += here as u64;
@@ -649,17 +561,25 @@ async fn copy_chunked<S: AsyncWrite + Unpin>(
     upstream: &mut TcpStream,
     close: bool,
     idle: std::time::Duration,
+    tap: Option<&Tap>,
 ) -> (u64, bool) {
     let mut dec = h1::Chunked::default();
     let mut sent = 0u64;
+    let feed = |d: &[u8]| {
+        if let Some(tap) = tap {
+            tap.feed(d);
+        }
+    };
     loop {
         if close {
             let data = c.up_buf.split();
+            feed(&data);
             h1::write_chunk(&mut c.out, &data);
             sent += data.len() as u64;
         } else {
             let out = &mut c.out;
             match dec.decode(&c.up_buf, |d| {
+                feed(d);
                 h1::write_chunk(out, d);
                 sent += d.len() as u64;
             }) {

@@ -38,11 +38,22 @@ pub(crate) async fn start(config: Config) -> Portero {
     start_reloading(config, None).await
 }
 
+/// `PORTERO_TEST_HTTP1=hyper` (or `fast`) runs the tests on that HTTP/1
+/// path: CI runs the suite on the default (fast) and the protocol-heavy
+/// targets again on hyper's, so both paths pass the same tests.
+pub(crate) fn http1_from_env(config: &mut Config) {
+    if let Ok(mode) = std::env::var("PORTERO_TEST_HTTP1") {
+        config.server.http1 =
+            portero::config::Http1Mode::parse(&mode).expect("PORTERO_TEST_HTTP1: fast or hyper");
+    }
+}
+
 /// Starts portero with hot reload from `reloader`'s file.
 pub(crate) async fn start_reloading(
-    config: Config,
+    mut config: Config,
     reloader: Option<portero::Reloader>,
 ) -> Portero {
+    http1_from_env(&mut config);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let listeners = portero::Listeners {

@@ -105,6 +105,7 @@ pub(crate) async fn start_tls_reloading(
     let addr = plain.local_addr().unwrap();
     let tls_addr = secure.local_addr().unwrap();
     config.tls = Some(tls);
+    super::http1_from_env(&mut config);
     let listeners = portero::Listeners {
         plain: vec![plain],
         tls: vec![secure],

@@ -219,6 +219,13 @@ pub(super) fn load(text: &str, source: Source) -> Result<Config, Vec<ConfigError
                 RuntimeMode::PerCore
             }
         },
+        http1: match s.http1.as_ref() {
+            None => Http1Mode::Fast,
+            Some(m) => Http1Mode::parse(m.get_ref()).unwrap_or_else(|e| {
+                c.err("server.http1", Some(m.span()), e);
+                Http1Mode::Fast
+            }),
+        },
         shutdown_delay: c.duration(
             "server.shutdown_delay",
             &s.shutdown_delay,
