@@ -101,6 +101,8 @@ pub(crate) struct Metrics {
     pub(crate) request_bytes: Counter,
     /// Bytes through WebSocket tunnels: client to upstream, and back.
     pub(crate) tunnel_bytes: [Counter; 2],
+    /// HTTP/1 connections the fast path handed to hyper.
+    pub(crate) http1_handoffs: Counter,
     /// The tenants that have their own label.
     named_tenants: Mutex<HashSet<String>>,
     /// What `/__portero/` shows of recent traffic, kept beside the
@@ -141,6 +143,7 @@ impl Metrics {
         let open_tunnels = Gauge::default();
         let response_bytes = Counter::default();
         let request_bytes = Counter::default();
+        let http1_handoffs = Counter::default();
         let tunnel_family = Family::<DirectionLabel, Counter>::default();
         let tunnel_bytes = ["up", "down"].map(|direction| {
             tunnel_family
@@ -207,6 +210,12 @@ impl Metrics {
             "Bytes through WebSocket tunnels, client to upstream (up) and back (down)",
             tunnel_family,
         );
+        registry.register(
+            "http1_handoffs",
+            "HTTP/1 connections handed from the fast path to hyper's, at the first request \
+             that is not a proxied request of the common shape with its body whole",
+            http1_handoffs.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -221,6 +230,7 @@ impl Metrics {
             response_bytes,
             request_bytes,
             tunnel_bytes,
+            http1_handoffs,
             named_tenants: Mutex::new(HashSet::new()),
             inspector: Inspector::new(),
         }

@@ -299,6 +299,7 @@ async fn fallback<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    shared.metrics.http1_handoffs.inc();
     let raw = raw.unwrap_or_default();
     let (stream, rest) = c.io.into_parts();
     let mut prefix = Vec::with_capacity(raw.len() + c.rbuf.len() + rest.len());
