@@ -304,7 +304,7 @@ PEER_LABEL = {
     "portero-base": "portero, base binary (`PORTERO_BASE_BIN`)",
     "nginx-log": "nginx proxy_pass, access log on (combined, to a file)",
     "portero-log": "**portero**, access log on (`--access-log FILE`)",
-    "portero-fast": "portero, fast HTTP/1 path (`PORTERO_FAST_H1=1`)",
+    "portero-hyper": "portero, hyper's HTTP/1 path (`--http1 hyper`)",
     "express": "express.static",
 }
 STATIC_LABEL = {

@@ -5,9 +5,9 @@
 # Usage: benches/load/callgrind.sh BINARY|nginx [SECONDS] [CONNS]
 #   nginx: nginx proxy_pass (the run.sh peer's config, one process, no master;
 #   NGINX_ACCESS_LOG=1: with an access log, nginx's default combined format)
-#   env: PORTERO_FAST_H1 is passed through to portero; PORTERO_ARGS are added
-#   to its command line (e.g. "-c benches/load/conf/portero-staging.toml
-#   --access-log off" for the lean figure: no access log, no inspector).
+#   env: PORTERO_ARGS are added to portero's command line (e.g. "-c
+#   benches/load/conf/portero-staging.toml --access-log off" for the lean
+#   figure: no access log, no inspector; "--http1 hyper" for hyper's path).
 # Prints: total instructions while collecting, requests served, and their ratio.
 # Collection is switched on only while wrk runs (callgrind_control -i), so
 # start-up and shutdown are not counted.
@@ -52,4 +52,4 @@ sleep 1
 F=$(ls "$WORK"/cg.out* | tail -1)
 IR=$(awk '/^totals:/ {print $2}' "$F")
 NON2XX=$(awk '/Non-2xx/ {print $NF}' "$WORK/wrk.txt")
-echo "binary=$BIN fast_h1=${PORTERO_FAST_H1:-0} args='${PORTERO_ARGS:-}' conns=$CONNS requests=$REQS non2xx=${NON2XX:-0} instructions=$IR per_request=$((IR / REQS))"
+echo "binary=$BIN args='${PORTERO_ARGS:-}' conns=$CONNS requests=$REQS non2xx=${NON2XX:-0} instructions=$IR per_request=$((IR / REQS))"

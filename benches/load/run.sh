@@ -10,10 +10,10 @@
 #   --scenarios LIST        comma list of: proxy,static,tls          (env BENCH_SCENARIOS, default proxy,static)
 #   --peers LIST            proxy peers: direct,nginx,haproxy,caddy,hpm,portero   (env BENCH_PEERS);
 #                           opt-in: portero-base (the binary in PORTERO_BASE_BIN, for A/B runs of a change),
-#                           portero-fast (PORTERO_BIN with PORTERO_FAST_H1=1: the fast HTTP/1 path prototype),
+#                           portero-hyper (PORTERO_BIN with --http1 hyper: hyper's HTTP/1 path, for A/B runs),
 #                           nginx-log and portero-log (as nginx and portero, with their access log on, to a
 #                           file in the run's temp dir; nginx and portero run with it off)
-#   --tls-peers LIST        tls peers: nginx,portero; opt-in: portero-base   (env BENCH_TLS_PEERS)
+#   --tls-peers LIST        tls peers: nginx,portero; opt-in: portero-base, portero-hyper   (env BENCH_TLS_PEERS)
 #   --static-peers LIST     static peers: nginx,caddy,portero,portero-staging; opt-in: nginx-ofc (with
 #                           open_file_cache), express (express.static)   (env BENCH_STATIC_PEERS)
 #   --rounds N              proxy and tls rounds                     (env BENCH_ROUNDS, default 3)
@@ -138,8 +138,8 @@ IFS=, read -r -a PROXY_PEER_LIST <<<"$PROXY_PEERS"
 IFS=, read -r -a STATIC_PEER_LIST <<<"$STATIC_PEERS"
 IFS=, read -r -a TLS_PEER_LIST <<<"$TLS_PEERS"
 for s in "${SCENARIO_LIST[@]}"; do [[ " $KNOWN_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s' (known: $KNOWN_SCENARIOS)"; done
-for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx nginx-log haproxy caddy hpm portero portero-log portero-base portero-fast " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
-for p in "${TLS_PEER_LIST[@]}"; do [[ " nginx portero portero-base " == *" $p "* ]] || die "unknown tls peer '$p'"; done
+for p in "${PROXY_PEER_LIST[@]}"; do [[ " direct nginx nginx-log haproxy caddy hpm portero portero-log portero-base portero-hyper " == *" $p "* ]] || die "unknown proxy peer '$p'"; done
+for p in "${TLS_PEER_LIST[@]}"; do [[ " nginx portero portero-base portero-hyper " == *" $p "* ]] || die "unknown tls peer '$p'"; done
 for p in "${STATIC_PEER_LIST[@]}"; do [[ " nginx nginx-ofc caddy portero portero-staging express " == *" $p "* ]] || die "unknown static peer '$p'"; done
 wants() { [[ ",$SCENARIOS," == *",$1,"* ]]; }
 uses_peer() { [[ ",$PROXY_PEERS," == *",$1,"* ]] && wants proxy || { [[ ",$STATIC_PEERS," == *",$1,"* ]] && wants static; }; }
@@ -305,7 +305,7 @@ user_line() { if [[ $(id -u) == 0 ]]; then echo "user root root;"; else echo "";
 # start_peer KIND NAME [extra]: starts one server; sets PEER_PID and PEER_PORT; returns 1 if it did not come up
 #   kinds: upstream, nginx-proxy, nginx-proxy-log, haproxy, caddy-proxy, hpm, portero, portero-log,
 #   portero-staging, portero-base, nginx-static, nginx-ofc-static, caddy-static, express-static;
-#   nginx-tls, portero-tls, portero-base-tls: also a TLS listener on PEER_TLS_PORT with TLS_CERT/TLS_KEY
+#   nginx-tls, portero-tls, portero-base-tls, portero-hyper-tls: also a TLS listener on PEER_TLS_PORT with TLS_CERT/TLS_KEY
 start_peer() {
     local kind=$1 name=$2 dir logf url regex=""
     pick_port
@@ -356,14 +356,14 @@ start_peer() {
             start_server "$name" "$logf" env NODE_ENV=production node "$HERE/node/hpm.js" --port "$PEER_PORT" \
                 --target "http://127.0.0.1:${UPSTREAM_PORT:-1}" "${static_args[@]}"
             ;;
-        portero | portero-log | portero-staging | portero-base | portero-fast | portero-tls | portero-base-tls)
+        portero | portero-log | portero-staging | portero-base | portero-hyper | portero-tls | portero-base-tls | portero-hyper-tls)
             # The access log is off except for portero-log (it goes to a file in the run's temp dir).
             # A base binary older than --access-log gets no such flag (it logged access at info,
             # which --log-level warn silences).
-            local args=() bin=$PORTERO_BIN fast=0
+            local args=() bin=$PORTERO_BIN
             [[ $kind == portero-staging ]] && args=(-c "$HERE/conf/portero-staging.toml")
             [[ $kind == portero-base* ]] && bin=$PORTERO_BASE_BIN
-            [[ $kind == portero-fast ]] && fast=1
+            [[ $kind == portero-hyper* ]] && args+=(--http1 hyper)
             if [[ $kind == portero-log ]]; then
                 args+=(--access-log "$dir/portero-access.log")
             elif "$bin" --help 2>/dev/null | grep -q -- '--access-log'; then
@@ -372,7 +372,7 @@ start_peer() {
             # shellcheck disable=SC2206 # PORTERO_ARGS is a word list
             [[ $kind != portero-staging && -n ${PORTERO_ARGS:-} ]] && args+=(${PORTERO_ARGS})
             [[ $kind != *-tls ]] || args+=(--tls-listen "127.0.0.1:$PEER_TLS_PORT" --tls-cert "$TLS_CERT" --tls-key "$TLS_KEY")
-            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 PORTERO_FAST_H1=$fast "$bin" "${args[@]}" --listen "127.0.0.1:$PEER_PORT" \
+            start_server "$name" "$logf" env TOKIO_WORKER_THREADS=1 "$bin" "${args[@]}" --listen "127.0.0.1:$PEER_PORT" \
                 --backend "http://127.0.0.1:$UPSTREAM_PORT" --spa "$root" --log-level warn
             regex='listening on http://127\.0\.0\.1:[0-9]+'
             [[ $kind != *-tls ]] || regex='listening on https://127\.0\.0\.1:[0-9]+'
@@ -581,8 +581,8 @@ scenario_proxy() {
                 [[ -x $PORTERO_BASE_BIN ]] || die "peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
                 start_peer portero-base portero-base-proxy || { peer_failed portero-base proxy "did not start"; continue; }
                 ;;
-            portero-fast)
-                start_peer portero-fast portero-fast-proxy || { peer_failed portero-fast proxy "did not start"; continue; }
+            portero-hyper)
+                start_peer portero-hyper portero-hyper-proxy || { peer_failed portero-hyper proxy "did not start"; continue; }
                 ;;
         esac
         started+=("$PEER_PID")
@@ -760,7 +760,7 @@ scenario_tls() {
     UPSTREAM_PORT=$PEER_PORT
     for peer in "${TLS_PEER_LIST[@]}"; do
         local ok=1
-        if [[ $peer == portero ]] && ! portero_available; then skip_row tls portero "*" "$PORTERO_MISSING"; continue; fi
+        if [[ $peer == portero || $peer == portero-hyper ]] && ! portero_available; then skip_row tls "$peer" "*" "$PORTERO_MISSING"; continue; fi
         [[ $peer != portero-base || -x $PORTERO_BASE_BIN ]] || die "tls peer portero-base needs PORTERO_BASE_BIN (an executable portero binary)"
         for alg in ecdsa rsa; do
             kind=$peer-tls

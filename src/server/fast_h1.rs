@@ -368,7 +368,13 @@ impl Exchange<'_> {
                 let what = "waiting for the response headers";
                 return Err(Failed::Before(Error::upstream_timeout(up, what, timeout)));
             }
-            Ok(r) => r.map_err(|e| Failed::Before(Error::upstream_unavailable(up, e)))?,
+            // A response no correct server sends is the upstream's protocol
+            // error, as on hyper's path; anything else (closed, reset) made
+            // it unavailable.
+            Ok(r) => r.map_err(|e| match e.downcast::<h1::BadResponse>() {
+                Ok(bad) => Failed::Before(Error::upstream_protocol(up, bad.to_string())),
+                Err(e) => Failed::Before(Error::upstream_unavailable(up, e)),
+            })?,
         };
 
         let h1::ResponseHead {

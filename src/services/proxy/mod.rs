@@ -173,12 +173,7 @@ pub(crate) async fn forward(
     let req = Request::from_parts(parts, body);
     let timeout = route.response_timeout.unwrap_or(up.response_timeout);
     let (resp, conn) = send(pool, req, timeout, ctx).await?;
-    Ok(finish_response(
-        resp,
-        (conn, pool, reuse),
-        ctx,
-        &upstream_host,
-    ))
+    finish_response(resp, (conn, pool, reuse), ctx, &upstream_host)
 }
 
 /// Sends `req` on a pooled or new connection. A request is only re-sent
@@ -221,6 +216,11 @@ async fn send(
 /// A failed exchange: the body limit or the client's body when that is
 /// what stopped it, otherwise the upstream's failure.
 fn send_error(up: &Upstream, e: hyper::Error, ctx: &Ctx<'_>) -> Error {
+    // A response head no correct server sends (the fast path's parser
+    // says the same of it: `h1::BadResponse`).
+    if e.is_parse() || e.is_parse_status() {
+        return Error::upstream_protocol(up, e.to_string());
+    }
     let mut source = std::error::Error::source(&e);
     while let Some(err) = source {
         if let Some(t) = err.downcast_ref::<RequestBodyTimeout>() {

@@ -174,12 +174,7 @@ pub(crate) async fn open(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // Refused (403, 404, ...): an ordinary response; the client's
         // connection stays usable for HTTP.
-        return Ok(finish_response(
-            resp,
-            (conn, pool, Reuse::No),
-            ctx,
-            upstream_host,
-        ));
+        return finish_response(resp, (conn, pool, Reuse::No), ctx, upstream_host);
     }
     let agreed = resp
         .headers()

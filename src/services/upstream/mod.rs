@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use crate::config::Upstream;
 use crate::error::{Error, UpstreamId};
 use crate::http::body::{Body, boxed};
-use crate::http::rewrite;
+use crate::http::{h1, rewrite};
 
 /// The pool for one upstream, with an idle list for each of `workers`.
 pub(crate) fn pool(up: &Arc<Upstream>, workers: usize, held: &Gauge) -> Arc<Pool> {
@@ -158,11 +158,23 @@ pub(crate) fn finish_response(
     (conn, pool, reuse): (Conn, &Arc<Pool>, Reuse),
     ctx: &Ctx<'_>,
     upstream_host: &str,
-) -> Response<Body> {
+) -> Result<Response<Body>, Error> {
     let (mut parts, body) = resp.into_parts();
+    // RFC 9112 §6.3: a message with both is to be handled as an error
+    // (hyper's client reads it as chunked and leaves both fields). The fast
+    // path's parser refuses it the same way (`h1::BadResponse`). The
+    // connection is dropped with the body, never pooled.
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        return Err(Error::upstream_protocol(
+            &pool.upstream,
+            h1::BadResponse::LengthAndChunked.to_string(),
+        ));
+    }
     response_headers(&mut parts.headers, ctx, &pool.upstream, upstream_host);
     let body = boxed(PooledBody::new(body, conn, pool.clone(), reuse));
-    Response::from_parts(parts, body)
+    Ok(Response::from_parts(parts, body))
 }
 
 /// The response header rules, on every path: hop-by-hop headers stripped,
