@@ -59,14 +59,6 @@ const MAX_HEAD: usize = 64 * 1024;
 /// Response body gathered before it is written to the client.
 const FLUSH_AT: usize = 16 * 1024;
 
-/// An experiment on top (`PORTERO_FAST_H1_RAW=1`): a response head the
-/// rules would leave alone but for its hop-by-hop fields is written
-/// through from the upstream's bytes, without a header map.
-fn raw_heads() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("PORTERO_FAST_H1_RAW").is_some_and(|v| v == "1"))
-}
-
 /// One client connection and its buffers, reused for every request.
 struct Client<S> {
     io: ClientIo<S>,
@@ -243,8 +235,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         upstream_host: &prepared.upstream_host,
         hsts: hsts.as_ref(),
         request_bytes: &shared.metrics.request_bytes,
-        // The inspector keeps the response's header map: then one is built.
-        raw_heads: raw_heads() && hsts.is_none() && !shared.metrics.inspector.on(),
+        // A head the rules would only strip hop-by-hop fields from is
+        // written through without a header map, unless the inspector keeps
+        // the map or HSTS is added to it.
+        raw_heads: hsts.is_none() && !shared.metrics.inspector.on(),
     };
     let result = x.run(c, &mut entry).await;
     c.req_headers = std::mem::take(req.headers_mut());
@@ -328,7 +322,9 @@ struct Exchange<'a> {
     upstream_host: &'a str,
     hsts: Option<&'a HeaderValue>,
     request_bytes: &'a Counter,
-    /// The response head may be written through ([`raw_heads`]).
+    /// The response head may be written through from the upstream's
+    /// bytes when the rules would leave it alone but for its hop-by-hop
+    /// fields (`h1::ResponseHead::raw`).
     raw_heads: bool,
 }
 
