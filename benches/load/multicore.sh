@@ -9,6 +9,10 @@
 #
 # Usage: benches/load/multicore.sh [ROUNDS (3)] [SECONDS (8)]     (~2 min with the defaults)
 # Needs nginx and wrk (apt-get install nginx wrk) and target/release/portero.
+# Env: PORTERO_BIN; PORTERO_ARGS (words added to every portero's command line,
+# e.g. "--access-log off"); PORTERO_BASE_BIN adds a row for that binary in the
+# default mode (A/B of a change). The default mode also runs with
+# `--http1 hyper` (hyper's HTTP/1 path) for comparison.
 # Prints a markdown table; loopback only; every process stopped by PID.
 
 set -euo pipefail
@@ -17,6 +21,9 @@ REPO=$(cd "$HERE/../.." && pwd)
 ROUNDS=${1:-3}
 SECS=${2:-8}
 BIN=${PORTERO_BIN:-$REPO/target/release/portero}
+BASE_BIN=${PORTERO_BASE_BIN:-}
+# shellcheck disable=SC2206 # a word list
+EXTRA=(${PORTERO_ARGS:-})
 [[ -x $BIN ]] || { echo "multicore.sh: $BIN missing (cargo build --release)" >&2; exit 1; }
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "multicore.sh: needs nginx and wrk" >&2; exit 1; }
 
@@ -61,18 +68,28 @@ wait_port "$UP"
 declare -A PORT
 # portero, one process, a runtime per core (the default).
 PORT[percore]=$(free_port)
-"$BIN" --listen "127.0.0.1:${PORT[percore]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/percore.log" &
+"$BIN" "${EXTRA[@]}" --listen "127.0.0.1:${PORT[percore]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/percore.log" &
 PIDS+=($!)
+# The same on hyper's HTTP/1 path.
+PORT[hyper]=$(free_port)
+"$BIN" "${EXTRA[@]}" --http1 hyper --listen "127.0.0.1:${PORT[hyper]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/hyper.log" &
+PIDS+=($!)
+# The base binary, default mode.
+if [[ -n $BASE_BIN ]]; then
+    PORT[base]=$(free_port)
+    "$BASE_BIN" "${EXTRA[@]}" --listen "127.0.0.1:${PORT[base]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/base.log" &
+    PIDS+=($!)
+fi
 # portero, one process, multi-thread runtime with a worker per core.
 PORT[threads]=$(free_port)
 printf '[server]\nruntime = "threads"\n' >"$WORK/threads.toml"
-"$BIN" -c "$WORK/threads.toml" --listen "127.0.0.1:${PORT[threads]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/threads.log" &
+"$BIN" "${EXTRA[@]}" -c "$WORK/threads.toml" --listen "127.0.0.1:${PORT[threads]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/threads.log" &
 PIDS+=($!)
 # portero, one single-threaded process per core on one port (SO_REUSEPORT).
 PORT[processes]=$(free_port)
 printf '[server]\nreuse_port = true\n' >"$WORK/reuseport.toml"
 for _ in $(seq "$(nproc)"); do
-    TOKIO_WORKER_THREADS=1 "$BIN" -c "$WORK/reuseport.toml" --listen "127.0.0.1:${PORT[processes]}" \
+    TOKIO_WORKER_THREADS=1 "$BIN" "${EXTRA[@]}" -c "$WORK/reuseport.toml" --listen "127.0.0.1:${PORT[processes]}" \
         --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>>"$WORK/processes.log" &
     PIDS+=($!)
 done
@@ -82,7 +99,8 @@ nginx_conf nginx-proxy.conf.in "$WORK/nginx" "${PORT[nginx]}" "$UP" "$(nproc)"
 nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" -g 'daemon off;' &
 PIDS+=($!)
 
-TARGETS=(percore threads processes nginx)
+TARGETS=(percore hyper threads processes nginx)
+[[ -z $BASE_BIN ]] || TARGETS=(base "${TARGETS[@]}")
 for t in "${TARGETS[@]}"; do
     wait_port "${PORT[$t]}"
     curl -fsS -o /dev/null "http://127.0.0.1:${PORT[$t]}/api/x" || { echo "multicore.sh: $t does not proxy" >&2; exit 1; }
@@ -110,6 +128,8 @@ echo "|---|---|---|---|"
 for t in "${TARGETS[@]}"; do
     case $t in
         percore) label="portero, 1 process, a runtime per core (default)" ;;
+        hyper) label="portero, as above, \`--http1 hyper\`" ;;
+        base) label="portero base binary (\`PORTERO_BASE_BIN\`), default mode" ;;
         threads) label="portero, 1 process, multi-thread runtime (\`runtime = \"threads\"\`)" ;;
         processes) label="portero, $(nproc) processes × 1 thread, \`reuse_port = true\`" ;;
         nginx) label="nginx, $(nproc) workers" ;;
