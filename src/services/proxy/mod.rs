@@ -272,6 +272,17 @@ fn upstream_host(ctx: &Ctx<'_>, up: &Upstream) -> String {
 fn upstream_uri(ctx: &Ctx<'_>, up: &Upstream, original: &Uri) -> Result<Uri, Error> {
     let route = ctx.route;
     let path = ctx.path;
+    // Most requests go on as they came: an origin-form target whose path
+    // is already normal, no base path, no strip or rewrite. Its bytes are
+    // shared, not copied and parsed again.
+    if original.scheme().is_none()
+        && original.path() == path
+        && up.url.base_path.is_empty()
+        && route.rewrite.is_none()
+        && !route.strip_prefix
+    {
+        return Ok(original.clone());
+    }
     let prefix = route.prefix.as_str();
     let below = if prefix == "/" {
         path
