@@ -18,7 +18,7 @@ CONNS=${3:-16}
 WORK=$(mktemp -d /tmp/portero-cg.XXXXXX)
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 UP=$((20000 + RANDOM % 10000)); PP=$((UP + 1))
-sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$UP|" \
+sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK|g" -e "s|@PORT@|$UP|" -e "s|@ACCESS_LOG@|off|" \
     "$HERE/conf/upstream-nginx.conf.in" >"$WORK/nginx.conf"
 taskset -c 1 nginx -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/error.log" -g 'daemon off;' &
 NGX=$!
@@ -27,7 +27,7 @@ NGX=$!
 mkdir -p "$WORK/site/spa" && echo '<!doctype html><title>x</title>' >"$WORK/site/spa/index.html"
 if [[ $BIN == nginx ]]; then
     mkdir -p "$WORK/proxy-peer"
-    sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK/proxy-peer|g" -e "s|@PORT@|$PP|" \
+    sed -e "s|@USER_LINE@|$( [[ $(id -u) == 0 ]] && echo 'user root root;')|" -e "s|@WORK@|$WORK/proxy-peer|g" -e "s|@PORT@|$PP|" -e "s|@ACCESS_LOG@|off|" \
         -e "s|@UPSTREAM_PORT@|$UP|" "$HERE/conf/nginx-proxy.conf.in" >"$WORK/proxy.conf"
     [[ -z ${NGINX_ACCESS_LOG:-} ]] || sed -i "s|access_log off;|access_log $WORK/proxy-peer/access.log;|" "$WORK/proxy.conf"
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/cg.out" \

@@ -26,7 +26,7 @@ for peer in "$@"; do
     PORT[$name]=$port
     if [[ $peer == nginx ]]; then
         mkdir -p "$WORK/np"
-        sed -e "s|@USER_LINE@|$(user_line)|" -e "s|@WORK@|$WORK/np|g" -e "s|@PORT@|$port|" -e "s|@UPSTREAM_PORT@|$UP|" \
+        sed -e "s|@USER_LINE@|$(user_line)|" -e "s|@WORK@|$WORK/np|g" -e "s|@PORT@|$port|" -e "s|@UPSTREAM_PORT@|$UP|" -e "s|@ACCESS_LOG@|off|" \
             "$HERE/conf/nginx-proxy.conf.in" >"$WORK/np.conf"
         taskset -c 0 nginx -p "$WORK/np" -c "$WORK/np.conf" -e "$WORK/np/error.log" -g 'daemon off; master_process off;' &
     else

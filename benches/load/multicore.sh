@@ -11,7 +11,8 @@
 # Needs nginx and wrk (apt-get install nginx wrk) and target/release/portero.
 # Env: PORTERO_BIN; PORTERO_ARGS (words added to every portero's command line,
 # e.g. "--access-log off"); PORTERO_BASE_BIN adds a row for that binary in the
-# default mode (A/B of a change). The default mode also runs with
+# default mode (A/B of a change); PORTERO_PROFILE=staging runs every portero
+# in that profile (no inspector, no live reload). The default mode also runs with
 # `--http1 hyper` (hyper's HTTP/1 path) for comparison.
 # Prints a markdown table; loopback only; every process stopped by PID.
 
@@ -24,6 +25,7 @@ BIN=${PORTERO_BIN:-$REPO/target/release/portero}
 BASE_BIN=${PORTERO_BASE_BIN:-}
 # shellcheck disable=SC2206 # a word list
 EXTRA=(${PORTERO_ARGS:-})
+PROFILE=${PORTERO_PROFILE:-}
 [[ -x $BIN ]] || { echo "multicore.sh: $BIN missing (cargo build --release)" >&2; exit 1; }
 command -v nginx >/dev/null && command -v wrk >/dev/null || { echo "multicore.sh: needs nginx and wrk" >&2; exit 1; }
 
@@ -44,7 +46,7 @@ user_line() { if [[ $(id -u) == 0 ]]; then echo "user root root;"; fi; }
 nginx_conf() {
     local dir=$2
     mkdir -p "$dir"
-    sed -e "s|@USER_LINE@|$(user_line)|" -e "s|@WORK@|$dir|g" -e "s|@PORT@|$3|" \
+    sed -e "s|@USER_LINE@|$(user_line)|" -e "s|@WORK@|$dir|g" -e "s|@PORT@|$3|" -e "s|@ACCESS_LOG@|off|" \
         -e "s|@UPSTREAM_PORT@|$4|" -e "s|worker_processes 1;|worker_processes $5;|" \
         "$HERE/conf/$1" >"$dir/nginx.conf"
 }
@@ -65,29 +67,32 @@ nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log" -g 'daemon 
 PIDS+=($!)
 wait_port "$UP"
 
+# Every portero reads a config file holding the profile, if one was asked for.
+prof_line() { [[ -z $PROFILE ]] || printf 'profile = "%s"\n' "$PROFILE"; }
+prof_line >"$WORK/default.toml"
 declare -A PORT
 # portero, one process, a runtime per core (the default).
 PORT[percore]=$(free_port)
-"$BIN" "${EXTRA[@]}" --listen "127.0.0.1:${PORT[percore]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/percore.log" &
+"$BIN" "${EXTRA[@]}" -c "$WORK/default.toml" --listen "127.0.0.1:${PORT[percore]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/percore.log" &
 PIDS+=($!)
 # The same on hyper's HTTP/1 path.
 PORT[hyper]=$(free_port)
-"$BIN" "${EXTRA[@]}" --http1 hyper --listen "127.0.0.1:${PORT[hyper]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/hyper.log" &
+"$BIN" "${EXTRA[@]}" -c "$WORK/default.toml" --http1 hyper --listen "127.0.0.1:${PORT[hyper]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/hyper.log" &
 PIDS+=($!)
 # The base binary, default mode.
 if [[ -n $BASE_BIN ]]; then
     PORT[base]=$(free_port)
-    "$BASE_BIN" "${EXTRA[@]}" --listen "127.0.0.1:${PORT[base]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/base.log" &
+    "$BASE_BIN" "${EXTRA[@]}" -c "$WORK/default.toml" --listen "127.0.0.1:${PORT[base]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/base.log" &
     PIDS+=($!)
 fi
 # portero, one process, multi-thread runtime with a worker per core.
 PORT[threads]=$(free_port)
-printf '[server]\nruntime = "threads"\n' >"$WORK/threads.toml"
+{ prof_line; printf '[server]\nruntime = "threads"\n'; } >"$WORK/threads.toml"
 "$BIN" "${EXTRA[@]}" -c "$WORK/threads.toml" --listen "127.0.0.1:${PORT[threads]}" --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>"$WORK/threads.log" &
 PIDS+=($!)
 # portero, one single-threaded process per core on one port (SO_REUSEPORT).
 PORT[processes]=$(free_port)
-printf '[server]\nreuse_port = true\n' >"$WORK/reuseport.toml"
+{ prof_line; printf '[server]\nreuse_port = true\n'; } >"$WORK/reuseport.toml"
 for _ in $(seq "$(nproc)"); do
     TOKIO_WORKER_THREADS=1 "$BIN" "${EXTRA[@]}" -c "$WORK/reuseport.toml" --listen "127.0.0.1:${PORT[processes]}" \
         --backend "http://127.0.0.1:$UP" --spa /nonexistent --log-level warn 2>>"$WORK/processes.log" &
