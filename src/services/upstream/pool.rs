@@ -140,21 +140,18 @@ fn refused_message(e: &io::Error) -> &'static str {
     }
 }
 
-struct Idle {
-    conn: Conn,
-    since: Instant,
-}
-
-struct RawIdle {
-    conn: RawConn,
+/// An idle connection (hyper's `Conn` or the fast path's `RawConn`) and
+/// since when.
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
 /// One worker's share of a pool.
 struct Slot {
-    idle: Mutex<VecDeque<Idle>>,
+    idle: Mutex<VecDeque<Idle<Conn>>>,
     /// Idle connections of the fast HTTP/1 path.
-    raw: Mutex<VecDeque<RawIdle>>,
+    raw: Mutex<VecDeque<Idle<RawConn>>>,
     /// `max_connections` permits, one held by each open connection.
     permits: Arc<Semaphore>,
     /// Wakes a request waiting at the cap when a connection is checked in.
@@ -308,21 +305,7 @@ impl Pool {
             return;
         }
         let slot = self.mine();
-        let evicted = {
-            let mut idle = slot.lock();
-            // Evict the oldest: it is the likeliest to be closed by the backend.
-            let evicted = (idle.len() >= MAX_IDLE).then(|| idle.pop_front());
-            idle.push_back(Idle {
-                conn,
-                since: Instant::now(),
-            });
-            evicted
-        };
-        drop(evicted);
-        // Only a request that found no permit waits for a checkin.
-        if slot.permits.available_permits() == 0 {
-            slot.returned.notify_one();
-        }
+        slot.park(&slot.idle, conn);
     }
 
     /// Connections open now (tunnels included) and how many of them are
@@ -386,19 +369,7 @@ impl Pool {
     /// full, response read to its end, nothing more received).
     pub(crate) fn checkin_raw(&self, conn: RawConn) {
         let slot = self.mine();
-        let evicted = {
-            let mut idle = slot.raw_lock();
-            let evicted = (idle.len() >= MAX_IDLE).then(|| idle.pop_front());
-            idle.push_back(RawIdle {
-                conn,
-                since: Instant::now(),
-            });
-            evicted
-        };
-        drop(evicted);
-        if slot.permits.available_permits() == 0 {
-            slot.returned.notify_one();
-        }
+        slot.park(&slot.raw, conn);
     }
 
     /// A new raw connection, counted by `permit` (handed back on failure).
@@ -424,7 +395,7 @@ impl Pool {
 
     fn close_idle_over(&self, age: Duration) {
         for slot in &self.slots {
-            let expired: Vec<Idle> = {
+            let expired: Vec<Idle<Conn>> = {
                 let mut idle = slot.lock();
                 let keep = idle
                     .iter()
@@ -435,7 +406,7 @@ impl Pool {
             drop(expired);
             // Raw connections have no task that would see the upstream
             // close them: the sweep looks.
-            let expired: VecDeque<RawIdle> = {
+            let expired: VecDeque<Idle<RawConn>> = {
                 let mut idle = slot.raw_lock();
                 let (keep, gone) = std::mem::take(&mut *idle)
                     .into_iter()
@@ -500,11 +471,32 @@ impl Pool {
 }
 
 impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+    /// Puts `conn` on the `idle` list (one of this slot's), evicting the
+    /// oldest at `MAX_IDLE`, and wakes a request waiting at the cap.
+    fn park<C>(&self, idle: &Mutex<VecDeque<Idle<C>>>, conn: C) {
+        let evicted = {
+            let mut idle = idle.lock().expect("pool lock is never poisoned");
+            // Evict the oldest: it is the likeliest to be closed by the backend.
+            let evicted = (idle.len() >= MAX_IDLE).then(|| idle.pop_front());
+            idle.push_back(Idle {
+                conn,
+                since: Instant::now(),
+            });
+            evicted
+        };
+        // Closed outside the lock.
+        drop(evicted);
+        // Only a request that found no permit waits for a checkin.
+        if self.permits.available_permits() == 0 {
+            self.returned.notify_one();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle<Conn>>> {
         self.idle.lock().expect("pool lock is never poisoned")
     }
 
-    fn raw_lock(&self) -> std::sync::MutexGuard<'_, VecDeque<RawIdle>> {
+    fn raw_lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle<RawConn>>> {
         self.raw.lock().expect("pool lock is never poisoned")
     }
 }
