@@ -4,7 +4,9 @@
 //!
 //! ```text
 //! server      listeners, one runtime per core or one shared, TLS handshake
-//!   connection  hyper HTTP/1 or HTTP/2 for one accepted socket (→ conn::Conn)
+//!   connection  one accepted socket (→ conn::Conn): HTTP/1 on the fast path
+//!               (server::fast_h1) until a request it hands to hyper; hyper
+//!               for the rest of HTTP/1 and for HTTP/2
 //!   → dispatch    the one place: host → tenant → route → service
 //!       host            normalised Host newtypes
 //!       routing::tenant tenant + the host the backend sees, allow-list
