@@ -205,7 +205,6 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         return Served::Other(raw);
     }
     let ctx = routed.ctx(conn);
-    let accepts = Accepts::of(req.headers());
     let prepared = match proxy::prepare(&mut req, &ctx, &routed.snap.rules, &pool.upstream) {
         Ok(p) if p.upgrade.is_none() => p,
         _ => return Served::Other(raw),
@@ -240,10 +239,7 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
         // the map or HSTS is added to it.
         raw_heads: hsts.is_none() && !shared.metrics.inspector.on(),
     };
-    let result = x.run(c, &mut entry).await;
-    c.req_headers = std::mem::take(req.headers_mut());
-    c.req_headers.clear();
-    match result {
+    let served = match x.run(c, &mut entry).await {
         Ok(bytes) => {
             entry.end(bytes, true);
             Served::KeepAlive
@@ -253,6 +249,9 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
             Served::Close
         }
         Err(Failed::Before(err)) => {
+            // `Accept` is still as the client sent it: the forwarding rules
+            // leave it alone, and on this path `Connection` names nothing.
+            let accepts = Accepts::of(req.headers());
             let resp = dispatch::error_response(&err, accepts, conn, shared, &mut entry);
             let head = req.method() == Method::HEAD;
             let (bytes, close) = write_page(c, resp, hsts.as_ref(), head, &mut entry).await;
@@ -263,7 +262,10 @@ async fn serve_one<S: AsyncRead + AsyncWrite + Unpin>(
                 Served::KeepAlive
             }
         }
-    }
+    };
+    c.req_headers = std::mem::take(req.headers_mut());
+    c.req_headers.clear();
+    served
 }
 
 /// How many bytes at the start of `buf` are the request's whole body, or
@@ -336,7 +338,7 @@ impl Exchange<'_> {
         entry: &mut Entry,
     ) -> Result<u64, Failed> {
         let up = &*self.pool.upstream;
-        let (mut upc, _pooled) = upstream::obtain_raw(self.pool)
+        let mut upc = upstream::obtain_raw(self.pool)
             .await
             .map_err(Failed::Before)?;
         let timeout = self

@@ -65,12 +65,11 @@ pub(crate) async fn obtain(pool: &Pool, upgrades: bool) -> Result<(Conn, bool), 
 
 /// [`obtain`] for the fast HTTP/1 path: a raw connection, pooled or new,
 /// with the same cap, wait and hold.
-pub(crate) async fn obtain_raw(pool: &Pool) -> Result<(RawConn, bool), Error> {
+pub(crate) async fn obtain_raw(pool: &Pool) -> Result<RawConn, Error> {
     match pool.acquire_raw().await {
-        Some(GotRaw::Pooled(conn)) => Ok((conn, true)),
+        Some(GotRaw::Pooled(conn)) => Ok(conn),
         Some(GotRaw::Permit(permit)) => {
-            let conn = connect_waiting(pool, permit, |p| pool.connect_raw(p)).await?;
-            Ok((conn, false))
+            connect_waiting(pool, permit, |p| pool.connect_raw(p)).await
         }
         None => Err(busy(pool)),
     }
