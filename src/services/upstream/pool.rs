@@ -259,15 +259,26 @@ impl Pool {
             if let Some(idle) = raw {
                 return Some(Got::Permit(idle.conn.permit));
             }
-            let deadline = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
-            tokio::select! {
-                permit = slot.permits.clone().acquire_owned() => {
-                    return permit.ok().map(Got::Permit);
-                }
-                () = slot.returned.notified() => {}
-                () = tokio::time::sleep_until(deadline) => return None,
+            if let Some(waited) = self.wait_at_cap(slot, &mut deadline).await {
+                return waited.map(Got::Permit);
             }
+        }
+    }
+
+    /// At this worker's cap: waits for a permit, or for a connection to
+    /// come back (`None`: look again), until `connect_timeout` after the
+    /// first wait (`Some(None)`: gave up).
+    async fn wait_at_cap(
+        &self,
+        slot: &Slot,
+        deadline: &mut Option<tokio::time::Instant>,
+    ) -> Option<Option<OwnedSemaphorePermit>> {
+        let deadline = *deadline
+            .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
+        tokio::select! {
+            permit = slot.permits.clone().acquire_owned() => Some(permit.ok()),
+            () = slot.returned.notified() => None,
+            () = tokio::time::sleep_until(deadline) => Some(None),
         }
     }
 
@@ -343,14 +354,8 @@ impl Pool {
             if let Some(idle) = oldest {
                 return Some(GotRaw::Permit(idle.conn.into_permit()));
             }
-            let deadline = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.upstream.connect_timeout);
-            tokio::select! {
-                permit = slot.permits.clone().acquire_owned() => {
-                    return permit.ok().map(GotRaw::Permit);
-                }
-                () = slot.returned.notified() => {}
-                () = tokio::time::sleep_until(deadline) => return None,
+            if let Some(waited) = self.wait_at_cap(slot, &mut deadline).await {
+                return waited.map(GotRaw::Permit);
             }
         }
     }
