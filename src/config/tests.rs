@@ -315,6 +315,26 @@ fn bad_flags_are_named() {
     assert_eq!(keys, ["--listen", "--backend", "--tls-cert"]);
 }
 
+#[test]
+fn the_http1_flag_picks_the_path_and_names_a_bad_one() {
+    let mut c = Config::embedded();
+    assert_eq!(c.server.http1, Http1Mode::Fast, "the default");
+    let flag = |v: &str| Overrides {
+        http1: Some(v.into()),
+        ..Default::default()
+    };
+    flag("hyper").apply(&mut c).unwrap();
+    assert_eq!(c.server.http1, Http1Mode::Hyper);
+    let errs = flag("h1").apply(&mut c).unwrap_err();
+    assert_eq!(errs[0].key, "--http1");
+    assert!(
+        errs[0].message.contains("known: fast, hyper"),
+        "{:?}",
+        errs[0]
+    );
+    assert_eq!(c.server.http1, Http1Mode::Hyper, "unchanged by a bad flag");
+}
+
 /// `--tls-listen` alone: certificates minted by the dev CA in `certs/`,
 /// or the file's own [tls] moved to that address.
 #[test]
