@@ -547,7 +547,10 @@ fn service_h2(
         let shared = shared.clone();
         let in_flight = activity.begin();
         async move {
-            let resp = dispatch::handle(req, conn, shared).await;
+            // Boxed: hyper moves each stream's future into a task of its
+            // own, and copying the whole request path's state (kilobytes)
+            // several times per stream cost more than one allocation.
+            let resp = Box::pin(dispatch::handle(req, conn, shared)).await;
             Ok::<_, Infallible>(resp.map(|inner| {
                 let in_flight = (!inner.is_end_stream()).then_some(in_flight);
                 H2Body { inner, in_flight }
