@@ -348,32 +348,21 @@ impl Exchange<'_> {
             .unwrap_or(up.response_timeout);
         let head_req = self.req.method() == Method::HEAD;
         let upstream = &mut upc.stream;
-        let sent = tokio::time::timeout(timeout, async {
-            self.send(c, upstream, entry).await?;
-            let spans = self.raw_heads.then_some(&mut c.resp_spans);
-            read_response_head(
-                upstream,
-                &mut c.up_buf,
-                head_req,
-                &mut c.resp_headers,
-                spans,
-            )
-            .await
-        })
-        .await;
-        let resp = match sent {
-            Err(_) => {
-                let what = "waiting for the response headers";
-                return Err(Failed::Before(Error::upstream_timeout(up, what, timeout)));
-            }
-            // A response no correct server sends is the upstream's protocol
-            // error, as on hyper's path; anything else (closed, reset) made
-            // it unavailable.
-            Ok(r) => r.map_err(|e| match e.downcast::<h1::BadResponse>() {
-                Ok(bad) => Failed::Before(Error::upstream_protocol(up, bad.to_string())),
-                Err(e) => Failed::Before(Error::upstream_unavailable(up, e)),
-            })?,
+        // `whole_body` has decoded a chunked body once already: this does
+        // not fail in practice.
+        self.request(c, entry).map_err(|_| {
+            Failed::Before(Error::BadRequest(
+                "the request body is malformed or was cut short",
+            ))
+        })?;
+        let into = upstream::raw::HeadBufs {
+            buf: &mut c.up_buf,
+            cache: &mut c.resp_headers,
+            spans: self.raw_heads.then_some(&mut c.resp_spans),
         };
+        let resp = upstream::raw::round_trip(up, upstream, &c.up_out, head_req, into, timeout)
+            .await
+            .map_err(Failed::Before)?;
 
         let h1::ResponseHead {
             status,
@@ -440,14 +429,9 @@ impl Exchange<'_> {
         Ok(bytes)
     }
 
-    /// Writes the request head and its body (a chunked one decoded and
-    /// framed anew, as hyper does) in one write.
-    async fn send(
-        &self,
-        c: &mut Client<impl AsyncRead + AsyncWrite + Unpin>,
-        upstream: &mut TcpStream,
-        entry: &Entry,
-    ) -> std::io::Result<()> {
+    /// The request head and its body (a chunked one decoded and framed
+    /// anew, as hyper does) in `c.up_out`, for one write.
+    fn request<S>(&self, c: &mut Client<S>, entry: &Entry) -> Result<(), h1::BadChunk> {
         c.up_out.clear();
         h1::write_request_head(&mut c.up_out, self.req);
         let tap = entry.request_tap();
@@ -469,38 +453,14 @@ impl Exchange<'_> {
                 dec.decode(&self.received, |d| {
                     seen(d);
                     h1::write_chunk(out, d);
-                })
-                .map_err(std::io::Error::other)?;
+                })?;
                 c.up_out.extend_from_slice(h1::CHUNKED_END);
             }
         }
         if let Some(tap) = &tap {
             tap.end();
         }
-        upstream.write_all(&c.up_out).await
-    }
-}
-
-/// Reads the final response head into `buf` (interim responses skipped).
-async fn read_response_head(
-    upstream: &mut TcpStream,
-    buf: &mut BytesMut,
-    head_req: bool,
-    cache: &mut HeaderMap,
-    mut spans: Option<&mut Vec<[u32; 4]>>,
-) -> Result<h1::ResponseHead, Box<dyn std::error::Error + Send + Sync>> {
-    buf.clear();
-    loop {
-        match h1::parse_response(buf, head_req, cache, spans.as_deref_mut())? {
-            Some(h1::Response::Final(h)) => return Ok(h),
-            Some(h1::Response::Interim) => continue,
-            None if buf.len() >= MAX_HEAD => return Err("response head too large".into()),
-            None => {}
-        }
-        buf.reserve(READ_CHUNK);
-        if upstream.read_buf(buf).await? == 0 {
-            return Err("the upstream closed the connection before answering".into());
-        }
+        Ok(())
     }
 }
 

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::Ctx;
 use super::tunnel::{self, Tunnels};
 use super::upstream::{
-    Conn, Pool, RequestBody, RequestBodyTimeout, Reuse, Seen, finish_response, obtain,
+    Conn, Pool, RequestBody, RequestBodyTimeout, Reuse, Seen, finish_response, obtain, raw,
 };
 use crate::config::{Config, HostMode, RouteTarget, Upstream};
 use crate::error::Error;
@@ -136,6 +136,11 @@ pub(crate) async fn forward(
     let pool = via.pool;
     let up = &pool.upstream;
     let route = ctx.route;
+    // Read before `prepare` strips `TE` (hop-by-hop).
+    let wants_trailers = req.headers().get_all(header::TE).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("trailers"))
+    });
     let Prepared {
         upstream_host,
         upgrade,
@@ -149,6 +154,16 @@ pub(crate) async fn forward(
     // stops sending, and says when it was sent in full, which the
     // connection waits for before it may be pooled again.
     let (parts, body) = req.into_parts();
+    let timeout = route.response_timeout.unwrap_or(up.response_timeout);
+    // A request without a body to a plain-HTTP upstream goes on a raw
+    // connection this task reads and writes (as on the fast HTTP/1 path),
+    // not through hyper's client and its connection task. A client that
+    // asked for trailers (`TE: trailers`, gRPC) keeps hyper's client, which
+    // passes them on; the raw body drops them.
+    if body.is_end_stream() && pool.raw_capable() && !wants_trailers {
+        let head = Request::from_parts(parts, ());
+        return raw::forward_bodiless(head, pool, timeout, ctx, &upstream_host).await;
+    }
     let idle = up.request_body_timeout;
     let (body, reuse) = if body.is_end_stream() {
         (empty(), Reuse::Yes)
@@ -171,7 +186,6 @@ pub(crate) async fn forward(
         (body, Reuse::AfterBody(sent))
     };
     let req = Request::from_parts(parts, body);
-    let timeout = route.response_timeout.unwrap_or(up.response_timeout);
     let (resp, conn) = send(pool, req, timeout, ctx).await?;
     finish_response(resp, (conn, pool, reuse), ctx, &upstream_host)
 }

@@ -40,6 +40,15 @@ pub(crate) struct UpstreamStalled {
     after: Duration,
 }
 
+impl UpstreamStalled {
+    pub(super) fn new(up: &crate::config::Upstream, after: Duration) -> UpstreamStalled {
+        UpstreamStalled {
+            upstream: UpstreamId::of(up),
+            after,
+        }
+    }
+}
+
 /// Whether the connection may go back to the pool when the response ends.
 pub(crate) enum Reuse {
     /// Yes: the request had no body, it went out with the head.
@@ -61,14 +70,14 @@ impl Reuse {
 }
 
 /// An idle timer: armed when its body waits after progress.
-struct Idle {
-    after: Duration,
+pub(super) struct Idle {
+    pub(super) after: Duration,
     /// A frame arrived since the timer was last armed.
-    progressed: bool,
+    pub(super) progressed: bool,
 }
 
 impl Idle {
-    fn new(after: Duration) -> Idle {
+    pub(super) fn new(after: Duration) -> Idle {
         Idle {
             after,
             progressed: true,
@@ -77,7 +86,7 @@ impl Idle {
 
     /// Called when the body is `Pending`: true when it has now been idle
     /// for `after`.
-    fn expired(&mut self, mut sleep: Pin<&mut Sleep>, cx: &mut Context<'_>) -> bool {
+    pub(super) fn expired(&mut self, mut sleep: Pin<&mut Sleep>, cx: &mut Context<'_>) -> bool {
         if std::mem::take(&mut self.progressed) {
             sleep.as_mut().reset(Instant::now() + self.after);
         }
@@ -263,10 +272,7 @@ impl HttpBody for PooledBody {
                     return Poll::Pending;
                 }
                 *this.conn = None;
-                let e = UpstreamStalled {
-                    upstream: UpstreamId::of(&this.pool.upstream),
-                    after: this.idle.after,
-                };
+                let e = UpstreamStalled::new(&this.pool.upstream, this.idle.after);
                 tracing::warn!("{e}; the response to the client is aborted");
                 Poll::Ready(Some(Err(e.into())))
             }

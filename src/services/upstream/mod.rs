@@ -1,9 +1,12 @@
 //! The upstream side of proxying: pooled connections (held while the
 //! upstream restarts, capped per worker), the request body on its way up
-//! and the response on its way back to the client.
+//! and the response on its way back to the client, on hyper's client or on
+//! a raw connection (`raw`: requests without a body to plain-HTTP upstreams,
+//! and the fast HTTP/1 path).
 
 mod body;
 mod pool;
+pub(crate) mod raw;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
