@@ -136,7 +136,7 @@ async fn serve(mut s: TcpStream, heads: Arc<std::sync::Mutex<Vec<String>>>) {
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
         let is_head = head.starts_with("HEAD ");
         heads.lock().unwrap().push(head);
-        let (mut bytes, after) = reply(&path);
+        let (mut bytes, after) = reply(path.split('?').next().unwrap_or_default());
         if is_head {
             let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
             bytes = &bytes[..end];
@@ -276,9 +276,15 @@ async fn every_framing_reaches_an_http2_client_whole_on_one_reused_connection() 
     assert_eq!(close.status, 200);
     assert_eq!(body_text(&close), b"until the end");
     // That connection ended with its body: the next request needs a new one.
-    let again = send(&mut c, "GET", port, "/api/len", &[]).await;
+    let again = send(&mut c, "GET", port, "/api/len?q=a%20b&r", &[]).await;
     assert_eq!(body_text(&again), b"hello");
     assert_eq!(b.connections(), 2);
+    assert!(
+        b.last_head()
+            .starts_with("GET /api/len?q=a%20b&r HTTP/1.1\r\n"),
+        "HTTP/2's target goes up in origin-form: {}",
+        b.last_head()
+    );
     p.stop().await;
 }
 

@@ -289,13 +289,19 @@ fn upstream_uri(ctx: &Ctx<'_>, up: &Upstream, original: &Uri) -> Result<Uri, Err
     // Most requests go on as they came: an origin-form target whose path
     // is already normal, no base path, no strip or rewrite. Its bytes are
     // shared, not copied and parsed again.
-    if original.scheme().is_none()
-        && original.path() == path
+    if original.path() == path
         && up.url.base_path.is_empty()
         && route.rewrite.is_none()
         && !route.strip_prefix
     {
-        return Ok(original.clone());
+        if original.scheme().is_none() {
+            return Ok(original.clone());
+        }
+        // Absolute-form (HTTP/2's :scheme and :authority, or an HTTP/1
+        // absolute target): its path and query, shared, as origin-form.
+        if let Some(pq) = original.path_and_query() {
+            return Ok(Uri::from(pq.clone()));
+        }
     }
     let prefix = route.prefix.as_str();
     let below = if prefix == "/" {
