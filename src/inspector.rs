@@ -415,10 +415,13 @@ impl Inspector {
             || error.as_ref().is_some_and(|(_, fault)| *fault != "client");
         if let Some(name) = f.upstream {
             let mut ups = self.upstreams.lock().expect("never poisoned");
-            if !ups.contains_key(name) {
-                ups.insert(name.to_string(), UpstreamStats::default());
-            }
-            let s = ups.get_mut(name).expect("inserted above");
+            // One lookup for an upstream seen before (every request but
+            // its first).
+            let mut fresh = None;
+            let s = match ups.get_mut(name) {
+                Some(s) => s,
+                None => fresh.insert(UpstreamStats::default()),
+            };
             s.requests += 1;
             if failed {
                 s.errors += 1;
@@ -433,18 +436,27 @@ impl Inspector {
                 s.last_success = Some(now);
             }
             s.sample(f.took);
+            if let Some(s) = fresh {
+                ups.insert(name.to_string(), s);
+            }
         }
         if let Some(t) = f.tenant {
             let mut tenants = self.tenants.lock().expect("never poisoned");
-            let full = tenants.named.len() >= MAX_TENANTS;
-            let view = match tenants.named.contains_key(t) {
-                true => tenants.named.get_mut(t).expect("present"),
-                false if !full => tenants.named.entry(t.to_string()).or_default(),
-                false => &mut tenants.other,
+            let count = |view: &mut TenantView| {
+                view.requests += 1;
+                view.errors += u64::from(f.status.as_u16() >= 400);
+                view.last_seen = Some(now);
             };
-            view.requests += 1;
-            view.errors += u64::from(f.status.as_u16() >= 400);
-            view.last_seen = Some(now);
+            // One lookup for a tenant seen before.
+            if let Some(view) = tenants.named.get_mut(t) {
+                count(view);
+            } else if tenants.named.len() < MAX_TENANTS {
+                let mut view = TenantView::default();
+                count(&mut view);
+                tenants.named.insert(t.to_string(), view);
+            } else {
+                count(&mut tenants.other);
+            }
         }
         let websocket = f.handshake.is_some();
         if let Some(hs) = f.handshake.filter(|_| !f.own) {
