@@ -24,6 +24,7 @@
 //! Not here: pipelined requests are served in order without reading ahead;
 //! HTTPS upstreams are hyper's.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -34,7 +35,7 @@ use hyper_util::server::graceful::Watcher;
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{Builders, serve_h1};
@@ -76,6 +77,12 @@ struct Client<S> {
     resp_headers: HeaderMap,
     /// Where a response head's fields lie, when it is written through.
     resp_spans: Vec<[u32; 4]>,
+    /// The header-read and response timeouts, made once per connection
+    /// and moved forward for each request: a deadline that only moves
+    /// later does not touch the runtime's timer wheel, where a new timer
+    /// per request was inserted and removed each time.
+    head_timer: Pin<Box<Sleep>>,
+    response_timer: Pin<Box<Sleep>>,
 }
 
 /// Serves `io` on the fast path while its requests have the common shape,
@@ -98,6 +105,8 @@ pub(super) async fn serve<S>(
         req_headers: HeaderMap::new(),
         resp_headers: HeaderMap::new(),
         resp_spans: Vec::new(),
+        head_timer: Box::pin(tokio::time::sleep(builders.header_read_timeout)),
+        response_timer: Box::pin(tokio::time::sleep(builders.header_read_timeout)),
     };
     let stopping = shared.tunnels.shutting_down.clone();
     let stop = stopping.cancelled();
@@ -142,7 +151,9 @@ async fn next_head<S: AsyncRead + Unpin>(
     if stopping.is_cancelled() {
         return Next::Close;
     }
-    let deadline = Instant::now() + builders.header_read_timeout;
+    c.head_timer
+        .as_mut()
+        .reset(Instant::now() + builders.header_read_timeout);
     loop {
         if !c.rbuf.is_empty() {
             match h1::parse_request(&mut c.rbuf, &mut c.req_headers) {
@@ -155,18 +166,18 @@ async fn next_head<S: AsyncRead + Unpin>(
         c.rbuf.reserve(READ_CHUNK);
         let read = tokio::select! {
             biased;
-            r = tokio::time::timeout_at(deadline, c.io.read_buf(&mut c.rbuf)) => r,
+            r = c.io.read_buf(&mut c.rbuf) => r,
+            // Silent past the timeout: closed without an answer, as hyper
+            // does.
+            _ = c.head_timer.as_mut() => return Next::Close,
             _ = stop.as_mut(), if c.rbuf.is_empty() => return Next::Close,
         };
         match read {
-            // Silent past the timeout: closed without an answer, as hyper
-            // does.
-            Err(_) => return Next::Close,
-            Ok(Ok(0)) if c.rbuf.is_empty() => return Next::Close,
+            Ok(0) if c.rbuf.is_empty() => return Next::Close,
             // Closed within a head: hyper judges (end of file is sticky).
-            Ok(Ok(0)) => return Next::Other,
-            Ok(Ok(_)) => {}
-            Ok(Err(_)) => return Next::Close,
+            Ok(0) => return Next::Other,
+            Ok(_) => {}
+            Err(_) => return Next::Close,
         }
     }
 }
@@ -360,7 +371,9 @@ impl Exchange<'_> {
             cache: &mut c.resp_headers,
             spans: self.raw_heads.then_some(&mut c.resp_spans),
         };
-        let resp = upstream::raw::round_trip(up, upstream, &c.up_out, head_req, into, timeout)
+        c.response_timer.as_mut().reset(Instant::now() + timeout);
+        let timer = (c.response_timer.as_mut(), timeout);
+        let resp = upstream::raw::round_trip(up, upstream, &c.up_out, head_req, into, timer)
             .await
             .map_err(Failed::Before)?;
 

@@ -42,35 +42,35 @@ pub(crate) struct HeadBufs<'a> {
 }
 
 /// Writes `out` (a request head and whatever body goes with it) and reads
-/// the final response head, within `timeout`. `head_req`: the request was
-/// `HEAD`.
+/// the final response head before `timer` fires (`timeout` is what it was
+/// set to, for the error). `head_req`: the request was `HEAD`.
 pub(crate) async fn round_trip(
     up: &Upstream,
     stream: &mut TcpStream,
     out: &[u8],
     head_req: bool,
     into: HeadBufs<'_>,
-    timeout: Duration,
+    (timer, timeout): (Pin<&mut Sleep>, Duration),
 ) -> Result<h1::ResponseHead, Error> {
     let exchange = async {
         stream.write_all(out).await?;
         read_response_head(stream, into.buf, head_req, into.cache, into.spans).await
     };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Err(Error::upstream_timeout(
-            up,
-            "waiting for the response headers",
-            timeout,
-        )),
-        // A response no correct server sends is the upstream's protocol
-        // error, as on hyper's client; anything else (closed, reset) made it
-        // unavailable.
-        Ok(Ok(head)) => Ok(head),
-        Ok(Err(e)) => Err(match e.downcast::<h1::BadResponse>() {
-            Ok(bad) => Error::upstream_protocol(up, bad.to_string()),
-            Err(e) => Error::upstream_unavailable(up, e),
-        }),
-    }
+    let result = tokio::select! {
+        biased;
+        r = exchange => r,
+        _ = timer => {
+            let what = "waiting for the response headers";
+            return Err(Error::upstream_timeout(up, what, timeout));
+        }
+    };
+    // A response no correct server sends is the upstream's protocol error,
+    // as on hyper's client; anything else (closed, reset) made it
+    // unavailable.
+    result.map_err(|e| match e.downcast::<h1::BadResponse>() {
+        Ok(bad) => Error::upstream_protocol(up, bad.to_string()),
+        Err(e) => Error::upstream_unavailable(up, e),
+    })
 }
 
 /// Reads the final response head into `buf` (interim responses skipped).
@@ -115,6 +115,7 @@ pub(crate) async fn forward_bodiless(
     let head_req = head.method() == http::Method::HEAD;
     let mut headers = head.into_parts().0.headers;
     headers.clear();
+    let timer = std::pin::pin!(tokio::time::sleep(timeout));
     let h1::ResponseHead {
         status,
         reason,
@@ -132,7 +133,7 @@ pub(crate) async fn forward_bodiless(
             cache: &mut headers,
             spans: None,
         },
-        timeout,
+        (timer, timeout),
     )
     .await?;
     response_headers(&mut resp_headers, ctx, up, upstream_host);
