@@ -22,6 +22,7 @@ use crate::config::{Config, HostMode, RouteTarget, Upstream};
 use crate::error::Error;
 use crate::http::body::{Body, boxed, empty};
 use crate::http::forward;
+use crate::http::headers::has_token;
 use crate::inspector::Tap;
 use prometheus_client::metrics::counter::Counter;
 
@@ -136,11 +137,9 @@ pub(crate) async fn forward(
     let pool = via.pool;
     let up = &pool.upstream;
     let route = ctx.route;
-    // Read before `prepare` strips `TE` (hop-by-hop).
-    let wants_trailers = req.headers().get_all(header::TE).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.to_ascii_lowercase().contains("trailers"))
-    });
+    // Read before `prepare` (which keeps only this token of `TE`), by the
+    // same rule.
+    let wants_trailers = has_token(req.headers(), header::TE, "trailers");
     let Prepared {
         upstream_host,
         upgrade,

@@ -27,7 +27,7 @@ use crate::http::body::{Body, boxed};
 use crate::http::h1::{self, Framing};
 
 /// Upstream reads grow the buffer by this much at a time.
-pub(crate) const READ_CHUNK: usize = 8 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 /// The largest response head read (as hyper's client allows).
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -244,8 +244,8 @@ impl HttpBody for RawBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if this.deferred.is_some() {
-            return deliver(this.handed, this.deferred, cx);
+        if let Some(e) = this.deferred.take() {
+            return deliver(this.handed, this.deferred, e, cx);
         }
         let error = loop {
             // What is buffered first.
@@ -322,8 +322,7 @@ impl HttpBody for RawBody {
         };
         // The connection is broken: it goes with the error.
         *this.conn = None;
-        *this.deferred = Some(error);
-        deliver(this.handed, this.deferred, cx)
+        deliver(this.handed, this.deferred, error, cx)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -346,16 +345,15 @@ impl HttpBody for RawBody {
 fn deliver(
     handed: &mut bool,
     deferred: &mut Option<BoxError>,
+    error: BoxError,
     cx: &mut Context<'_>,
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
     if std::mem::take(handed) {
+        *deferred = Some(error);
         cx.waker().wake_by_ref();
         return Poll::Pending;
     }
-    match deferred.take() {
-        Some(e) => Poll::Ready(Some(Err(e))),
-        None => Poll::Ready(None),
-    }
+    Poll::Ready(Some(Err(error)))
 }
 
 fn cut_short(pool: &Pool, what: &'static str) -> BoxError {
